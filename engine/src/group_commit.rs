@@ -1,0 +1,217 @@
+//! The writer thread: group commit.
+//!
+//! `append` queues [`Job`]s. This thread blocks for the first job, drains everything else already
+//! queued (up to `max_batch_bytes`), performs the writes in queue order — runs of contiguous
+//! writes to one file become one vectored write — then fdatasyncs every file it touched once,
+//! syncs the directory when files were created or removed, and only then completes every
+//! callback of the batch, in order. A lone appender pays one fsync; N concurrent appends share
+//! one.
+//!
+//! A failed write or sync poisons the store ([`Poison`]): the kernel may have dropped the dirty
+//! pages, so retrying could report success for lost data. Every callback of the failing batch
+//! and of every later job completes with the error.
+
+use std::io::IoSlice;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam_channel::Receiver;
+use parking_lot::Mutex;
+
+use crate::error::Error;
+use crate::io::{Io, IoFile};
+use crate::stats::Stats;
+
+/// A callback run once the jobs queued before it are durable (or have failed).
+pub(crate) type Completion = Box<dyn FnOnce(Result<(), Error>) + Send>;
+
+/// Work for the writer thread.
+pub(crate) enum Job {
+    /// Write `data` at `offset` of `file`.
+    Write { file: Arc<dyn IoFile>, path: Arc<PathBuf>, offset: u64, data: Bytes },
+    /// A file was created or renamed in this directory: sync it before completing.
+    SyncDir(PathBuf),
+    /// Remove a file (made durable by syncing its directory before completing).
+    Remove(PathBuf),
+    /// Everything queued before is durable: raise the durable mark to `durable_end`, then run.
+    Complete { durable_end: Option<u64>, done: Completion },
+    /// Finish what is queued and stop.
+    Shutdown,
+}
+
+/// The store-wide poison flag, set by the first failed write or sync.
+#[derive(Debug, Default)]
+pub(crate) struct Poison {
+    flag: AtomicBool,
+    reason: Mutex<Option<String>>,
+}
+
+impl Poison {
+    pub fn set(&self, reason: String) {
+        let mut r = self.reason.lock();
+        if r.is_none() {
+            tracing::error!(%reason, "log store poisoned; all further writes will fail");
+            *r = Some(reason);
+        }
+        self.flag.store(true, Ordering::SeqCst);
+    }
+
+    pub fn check(&self) -> Result<(), Error> {
+        if self.flag.load(Ordering::Acquire) {
+            Err(Error::Poisoned(self.reason.lock().clone().unwrap_or_default()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+pub(crate) struct Writer {
+    pub rx: Receiver<Job>,
+    pub io: Arc<dyn Io>,
+    pub poison: Arc<Poison>,
+    pub durable_end: Arc<AtomicU64>,
+    pub max_batch_bytes: usize,
+    pub stats: Arc<Stats>,
+}
+
+impl Writer {
+    pub fn run(self) {
+        let mut batch: Vec<Job> = Vec::new();
+        loop {
+            let Ok(first) = self.rx.recv() else { return };
+            let mut bytes = job_bytes(&first);
+            batch.push(first);
+            while bytes < self.max_batch_bytes {
+                match self.rx.try_recv() {
+                    Ok(j) => {
+                        bytes += job_bytes(&j);
+                        batch.push(j);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let stop = self.process(&mut batch);
+            if stop {
+                return;
+            }
+        }
+    }
+
+    /// Run one batch; returns true when a shutdown was requested.
+    fn process(&self, batch: &mut Vec<Job>) -> bool {
+        let mut completions: Vec<(Option<u64>, Completion)> = Vec::new();
+        let mut touched: Vec<(Arc<dyn IoFile>, Arc<PathBuf>)> = Vec::new();
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        let mut failure: Option<String> = self.poison.check().err().map(|e| e.to_string());
+        let mut shutdown = false;
+        let mut written = 0u64;
+        let mut writes = 0u64;
+
+        let mut jobs = batch.drain(..).peekable();
+        while let Some(job) = jobs.next() {
+            match job {
+                Job::Write { file, path, offset, data } => {
+                    // Coalesce the following writes that continue this one in the same file.
+                    let mut run: Vec<Bytes> = vec![data];
+                    let mut end = offset + run[0].len() as u64;
+                    while let Some(Job::Write { file: f2, offset: o2, .. }) = jobs.peek() {
+                        if !Arc::ptr_eq(f2, &file) || *o2 != end {
+                            break;
+                        }
+                        let Some(Job::Write { data: d2, .. }) = jobs.next() else { unreachable!() };
+                        end += d2.len() as u64;
+                        run.push(d2);
+                    }
+                    if failure.is_some() {
+                        continue;
+                    }
+                    let slices: Vec<IoSlice<'_>> = run.iter().map(|b| IoSlice::new(b)).collect();
+                    match crate::io::write_all_vectored_at(&*file, &slices, offset) {
+                        Ok(()) => {
+                            written += end - offset;
+                            writes += 1;
+                            if !touched.iter().any(|(f, _)| Arc::ptr_eq(f, &file)) {
+                                touched.push((file, path));
+                            }
+                        }
+                        Err(e) => failure = Some(Error::io("write", path.as_ref(), e).to_string()),
+                    }
+                }
+                Job::SyncDir(d) => {
+                    if !dirs.contains(&d) {
+                        dirs.push(d);
+                    }
+                }
+                Job::Remove(p) => {
+                    if failure.is_some() {
+                        continue;
+                    }
+                    match self.io.remove_file(&p) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => failure = Some(Error::io("remove", &p, e).to_string()),
+                    }
+                    if let Some(d) = p.parent().map(|d| d.to_path_buf())
+                        && !dirs.contains(&d)
+                    {
+                        dirs.push(d);
+                    }
+                }
+                Job::Complete { durable_end, done } => completions.push((durable_end, done)),
+                Job::Shutdown => shutdown = true,
+            }
+        }
+        drop(jobs);
+
+        if failure.is_none() {
+            for (f, path) in &touched {
+                let t = Instant::now();
+                if let Err(e) = f.sync_data() {
+                    failure = Some(Error::io("fdatasync", path.as_ref(), e).to_string());
+                    break;
+                }
+                self.stats.record_fsync(t.elapsed());
+            }
+        }
+        if failure.is_none() {
+            for d in &dirs {
+                if let Err(e) = self.io.sync_dir(d) {
+                    failure = Some(Error::io("fsync directory", d, e).to_string());
+                    break;
+                }
+            }
+        }
+
+        match failure {
+            Some(reason) => {
+                self.poison.set(reason);
+                for (_, done) in completions {
+                    done(Err(self.poison.check().expect_err("just poisoned")));
+                }
+            }
+            None => {
+                self.stats.record_batch(completions.len() as u64, written, writes);
+                for (end, done) in completions {
+                    if let Some(end) = end {
+                        self.durable_end.fetch_max(end, Ordering::AcqRel);
+                    }
+                    done(Ok(()));
+                }
+            }
+        }
+        shutdown
+    }
+}
+
+fn job_bytes(j: &Job) -> usize {
+    match j {
+        Job::Write { data, .. } => data.len(),
+        _ => 0,
+    }
+}
+
+/// Give the writer a moment to drain on shutdown before a store is dropped.
+pub(crate) const SHUTDOWN_WAIT: Duration = Duration::from_secs(30);

@@ -1,0 +1,100 @@
+//! The janitor thread: work that must stay off the append path — preallocating the next
+//! segment, flushing and sealing the index of a full segment, deleting purged segments.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crossbeam_channel::Receiver;
+use parking_lot::Mutex;
+
+use crate::config::Preallocate;
+use crate::format::index as idxfmt;
+use crate::io::Io;
+use crate::segment::Segment;
+
+pub(crate) enum JanitorJob {
+    /// Make sure a preallocated spare segment file of `bytes` bytes is ready.
+    PrepareSpare,
+    /// The segment is full and its data durable: flush its index and mark it sealed.
+    Seal { seg: Arc<Segment>, count: u64, last_crc: u32 },
+    /// Delete these files (purged segments and their indexes).
+    Delete(Vec<PathBuf>),
+    Shutdown,
+}
+
+pub(crate) struct Janitor {
+    pub rx: Receiver<JanitorJob>,
+    pub io: Arc<dyn Io>,
+    pub log_dir: PathBuf,
+    pub segment_bytes: u64,
+    pub preallocate: Preallocate,
+    /// The ready spare, taken by the appender when it rolls to a new segment.
+    pub spare: Arc<Mutex<Option<PathBuf>>>,
+}
+
+/// Name of the spare segment file.
+pub(crate) const SPARE_NAME: &str = "spare.seg.tmp";
+
+impl Janitor {
+    pub fn run(self) {
+        while let Ok(job) = self.rx.recv() {
+            match job {
+                JanitorJob::PrepareSpare => {
+                    if self.spare.lock().is_some() {
+                        continue;
+                    }
+                    match self.prepare_spare() {
+                        Ok(p) => *self.spare.lock() = Some(p),
+                        Err(e) => tracing::warn!(error = %e, "could not preallocate the next segment; it will be created when needed"),
+                    }
+                }
+                JanitorJob::Seal { seg, count, last_crc } => {
+                    let idx = &seg.index;
+                    let res = idx.flush().and_then(|()| {
+                        idx.write_header(&idxfmt::IndexHeader {
+                            state: idxfmt::STATE_SEALED,
+                            first_index: seg.first_index,
+                            count,
+                            last_crc,
+                        });
+                        idx.flush()
+                    });
+                    if let Err(e) = res {
+                        // The index is derived data: at worst it is rebuilt at the next open.
+                        tracing::warn!(path = %idx.path.display(), error = %e, "could not seal index");
+                    }
+                }
+                JanitorJob::Delete(paths) => {
+                    for p in paths {
+                        match self.io.remove_file(&p) {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                            Err(e) => tracing::warn!(path = %p.display(), error = %e, "could not delete purged file"),
+                        }
+                    }
+                }
+                JanitorJob::Shutdown => return,
+            }
+        }
+    }
+
+    fn prepare_spare(&self) -> std::io::Result<PathBuf> {
+        let p = self.log_dir.join(SPARE_NAME);
+        let f = self.io.open(&p, true)?;
+        f.set_len(0)?;
+        match self.preallocate {
+            Preallocate::Fallocate => f.allocate(self.segment_bytes)?,
+            Preallocate::ZeroFill => {
+                let zeros = vec![0u8; 1 << 20];
+                let mut off = 0;
+                while off < self.segment_bytes {
+                    let n = (self.segment_bytes - off).min(zeros.len() as u64) as usize;
+                    crate::io::write_all_at(&*f, &zeros[..n], off)?;
+                    off += n as u64;
+                }
+            }
+        }
+        f.sync_data()?;
+        Ok(p)
+    }
+}

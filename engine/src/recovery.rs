@@ -1,0 +1,371 @@
+//! Opening a data directory: lock it, read the meta file, check the segment chain, trust or
+//! rebuild each sealed segment's index, and scan the last segment to find the end of the log
+//! (truncating a torn tail). The numbered steps match `docs/format.md#recovery`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::error::{CorruptionKind, Error, Result};
+use crate::format::{index as idxfmt, meta as metafmt, record, segment as segfmt};
+use crate::io::{Io, IoFile};
+use crate::scan::{Scan, scan};
+use crate::segment::{Segment, SlotIndex, check_record};
+
+/// Name of the lock file in the data directory.
+pub const LOCK_FILE: &str = "LOCK";
+/// Name of the meta file in the data directory.
+pub const META_FILE: &str = "meta";
+/// Name of the log directory in the data directory.
+pub const LOG_DIR: &str = "log";
+/// Entries of the data directory that belong to the node, not the engine.
+pub const NODE_ENTRIES: &[&str] = &["snapshots", "node"];
+
+pub(crate) struct Recovered {
+    pub lock: Arc<dyn IoFile>,
+    pub meta_file: Arc<dyn IoFile>,
+    pub meta_path: PathBuf,
+    pub meta_body: metafmt::MetaBody,
+    pub meta_seq: u64,
+    pub meta_next_slot: u64,
+    pub segments: BTreeMap<u64, Arc<Segment>>,
+    /// The segment appends continue in: (segment, next offset, chain crc, next index).
+    pub active: Option<(Arc<Segment>, u64, u32, u64)>,
+    /// Payload of the last record in the log, if any.
+    pub last_payload: Option<Vec<u8>>,
+    /// Index of the next entry (when the log has entries).
+    pub next_index: Option<u64>,
+}
+
+/// Step 1–2: create and lock the directory.
+pub(crate) fn lock_dir(io: &dyn Io, dir: &Path) -> Result<Arc<dyn IoFile>> {
+    io.create_dir_all(dir).map_err(|e| Error::io("create data directory", dir, e))?;
+    let lock_path = dir.join(LOCK_FILE);
+    let lock = io.open(&lock_path, true).map_err(|e| Error::io("open lock file (is the directory writable?)", &lock_path, e))?;
+    match lock.try_lock() {
+        Ok(true) => Ok(lock),
+        Ok(false) => Err(Error::Locked { path: dir.to_path_buf(), lock: lock_path }),
+        Err(e) => Err(Error::io("lock", &lock_path, e)),
+    }
+}
+
+pub(crate) fn open(io: &dyn Io, dir: &Path, config: &Config, purged_of: &dyn Fn(&[u8]) -> Result<u64>) -> Result<Recovered> {
+    let lock = lock_dir(io, dir)?;
+
+    // Step 3: nothing foreign in the data directory.
+    for p in io.list_dir(dir).map_err(|e| Error::io("list", dir, e))? {
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if name != LOCK_FILE && name != META_FILE && name != LOG_DIR && !NODE_ENTRIES.contains(&name.as_str()) {
+            return Err(Error::ForeignFile { path: p });
+        }
+    }
+
+    // Step 4: meta.
+    let meta_path = dir.join(META_FILE);
+    let (meta_file, meta_body, meta_seq, meta_next_slot) = open_meta(io, dir, &meta_path)?;
+    let purged_end = match &meta_body.purged {
+        Some(b) => purged_of(b)? + 1,
+        None => 0,
+    };
+
+    // Step 5: list segments.
+    let log_dir = dir.join(LOG_DIR);
+    io.create_dir_all(&log_dir).map_err(|e| Error::io("create log directory", &log_dir, e))?;
+    let mut seg_paths: BTreeMap<u64, PathBuf> = BTreeMap::new();
+    for p in io.list_dir(&log_dir).map_err(|e| Error::io("list", &log_dir, e))? {
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if name.ends_with(".tmp") {
+            // A spare or a segment that was never renamed into place: holds nothing acknowledged.
+            io.remove_file(&p).map_err(|e| Error::io("remove leftover", &p, e))?;
+            continue;
+        }
+        let (stem, ext) = name.split_once('.').unwrap_or((&name, ""));
+        let first = (stem.len() == 20).then(|| stem.parse::<u64>().ok()).flatten();
+        match (first, ext) {
+            (Some(first), "seg") => {
+                seg_paths.insert(first, p);
+            }
+            (Some(_), "idx") => {} // checked with its segment
+            _ => return Err(Error::ForeignFile { path: p }),
+        }
+    }
+    // Indexes without a segment are stale (their segment was purged or truncated away).
+    for p in io.list_dir(&log_dir).map_err(|e| Error::io("list", &log_dir, e))? {
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if let Some(stem) = name.strip_suffix(".idx")
+            && let Ok(first) = stem.parse::<u64>()
+            && !seg_paths.contains_key(&first)
+        {
+            io.remove_file(&p).map_err(|e| Error::io("remove stale index", &p, e))?;
+        }
+    }
+
+    // Step 6: drop segments wholly below the purge point (a purge's deletions are not synced).
+    let firsts: Vec<u64> = seg_paths.keys().copied().collect();
+    for w in firsts.windows(2) {
+        if w[1] <= purged_end {
+            let p = seg_paths.remove(&w[0]).expect("listed");
+            remove_segment_files(io, &p)?;
+        }
+    }
+
+    // Step 7: open each segment; check headers.
+    let firsts: Vec<u64> = seg_paths.keys().copied().collect();
+    let mut segments = BTreeMap::new();
+    let mut active = None;
+    let mut last_payload = None;
+    let mut removed_last_first = None;
+    for (i, &first) in firsts.iter().enumerate() {
+        let path = seg_paths[&first].clone();
+        let is_last = i + 1 == firsts.len();
+        let file = io.open(&path, false).map_err(|e| Error::io("open segment", &path, e))?;
+        let len = file.len().map_err(|e| Error::io("stat", &path, e))?;
+        let mut hbuf = vec![0u8; segfmt::HEADER_LEN.min(len as usize)];
+        crate::io::read_exact_at(&*file, &mut hbuf, 0).map_err(|e| Error::io("read segment header", &path, e))?;
+        let header = match segfmt::decode(&hbuf) {
+            Ok(h) => h,
+            Err(segfmt::HeaderError::Magic(found)) if !found.iter().all(|&b| b == 0) => {
+                return Err(Error::BadMagic { path, kind: "segment", expected: "CFLXSEG\\0", found });
+            }
+            Err(segfmt::HeaderError::Version(v)) => {
+                return Err(Error::UnsupportedVersion { path, found: v, supported: crate::format::FORMAT_VERSION });
+            }
+            Err(e) if is_last => {
+                // The newest segment's header is only made durable by the first data sync in it;
+                // a torn header means nothing in it was ever acknowledged.
+                tracing::warn!(path = %path.display(), error = ?e, "newest segment has no valid header; removing it");
+                drop(file);
+                remove_segment_files(io, &path)?;
+                removed_last_first = Some(first);
+                continue;
+            }
+            Err(e) => {
+                let reason = match e {
+                    segfmt::HeaderError::Checksum { stored, computed } => CorruptionKind::ChecksumMismatch { stored, computed },
+                    segfmt::HeaderError::Short(n) => CorruptionKind::Truncated { len: n as u64 },
+                    _ => CorruptionKind::Truncated { len },
+                };
+                return Err(Error::corruption(path, 0, reason));
+            }
+        };
+        if header.first_index != first {
+            return Err(Error::corruption(
+                path,
+                segfmt::FIRST_INDEX_OFF as u64,
+                CorruptionKind::HeaderMismatch { field: "first_index", expected: first, found: header.first_index },
+            ));
+        }
+        let idx_path = dir.join(LOG_DIR).join(idxfmt::file_name(first));
+        if !is_last {
+            let count = firsts[i + 1] - first;
+            let map = file.map().map_err(|e| Error::io("mmap", &path, e))?;
+            let index = sealed_index(io, &path, &idx_path, &map, first, header.crc, count)?;
+            let seg = Segment { first_index: first, path: Arc::new(path), file, map, header_crc: header.crc, index };
+            segments.insert(first, Arc::new(seg));
+            continue;
+        }
+
+        // Step 8: the last segment is scanned whole: its index was never synced, and its tail
+        // may be torn.
+        if len < config.segment_bytes.max(segfmt::HEADER_LEN as u64 + 8) && len < config.segment_bytes {
+            file.allocate(config.segment_bytes).map_err(|e| Error::io("fallocate", &path, e))?;
+        }
+        let map = file.map().map_err(|e| Error::io("mmap", &path, e))?;
+        let s = scan(&map, first, header.crc, None);
+        if let Some((off, kind)) = &s.damage {
+            if let Some(next_off) = valid_successor(&map, *off, first + s.offsets.len() as u64) {
+                return Err(Error::corruption(
+                    path,
+                    *off,
+                    CorruptionKind::Undecodable(format!(
+                        "{kind}; a valid record follows at offset {next_off}, so this is damage inside the log, not a torn tail"
+                    )),
+                ));
+            }
+            tracing::warn!(path = %path.display(), offset = off, reason = %kind, "torn tail: truncating the log to the last whole record");
+            let zero_len = (map.len() as u64 - off).min(record::HEADER_LEN as u64) as usize;
+            crate::io::write_all_at(&*file, &vec![0u8; zero_len], *off).map_err(|e| Error::io("zero torn tail", &path, e))?;
+            file.sync_data().map_err(|e| Error::io("fdatasync", &path, e))?;
+        }
+        let index = SlotIndex::create(io, &idx_path, first, map.len() as u64)?;
+        for (k, off) in s.offsets.iter().enumerate() {
+            index.set(k as u64, *off);
+        }
+        let seg = Arc::new(Segment { first_index: first, path: Arc::new(path), file, map, header_crc: header.crc, index });
+        let next = first + s.offsets.len() as u64;
+        segments.insert(first, seg.clone());
+        active = Some((seg, s.end, s.last_crc, next));
+    }
+
+    // The end of the log: the active segment's next index, or — when the newest segment was
+    // dropped — the first index that segment claimed.
+    let mut next_index = match &active {
+        Some(a) => Some(a.3),
+        None => removed_last_first.filter(|_| !segments.is_empty()),
+    };
+    // A newest segment whose entries are all purged, not continued by the purge point, holds
+    // nothing the log needs (a purge past the end of the log, then a crash before deletion).
+    if let Some(a) = &active
+        && a.3 < purged_end
+    {
+        let seg = a.0.clone();
+        active = None;
+        segments.remove(&seg.first_index);
+        remove_segment_files(io, seg.path.as_ref())?;
+        next_index = None;
+    }
+    if let Some(n) = next_index
+        && let Some((_, seg)) = segments.range(..n).next_back()
+    {
+        last_payload = Some(seg.read(n - 1)?.to_vec());
+    }
+
+    // Step 9: the log must continue right after the purge point.
+    if let Some((&first, seg)) = segments.iter().next()
+        && purged_end > 0
+        && first > purged_end
+    {
+        return Err(Error::corruption(
+            seg.path.as_ref(),
+            0,
+            CorruptionKind::MissingEntries { expected: purged_end, found: first },
+        ));
+    }
+
+    Ok(Recovered { lock, meta_file, meta_path, meta_body, meta_seq, meta_next_slot, segments, active, last_payload, next_index })
+}
+
+fn remove_segment_files(io: &dyn Io, seg: &Path) -> Result<()> {
+    for p in [seg.to_path_buf(), seg.with_extension("idx")] {
+        match io.remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove", &p, e)),
+        }
+    }
+    Ok(())
+}
+
+/// After damage at `off`, is there a whole record with index `damaged_index + 1` that chains to
+/// the damaged record's stored checksum? Then the damage is inside acknowledged data.
+fn valid_successor(bytes: &[u8], off: u64, damaged_index: u64) -> Option<u64> {
+    let o = off as usize;
+    if o + record::HEADER_LEN > bytes.len() {
+        return None;
+    }
+    let damaged = record::RecordHeader::decode(&bytes[o..]);
+    let mut p = o + 8;
+    while p + record::HEADER_LEN <= bytes.len() {
+        if crate::format::u64_at(bytes, p + record::INDEX_OFF) == damaged_index + 1
+            && let Ok((_, h)) = check_record(bytes, p as u64)
+            && h.prev_crc == damaged.crc
+        {
+            return Some(p as u64);
+        }
+        p += 8;
+    }
+    None
+}
+
+/// Trust a sealed segment's index if it proves consistent with the segment; otherwise rebuild it
+/// by scanning. Damage found while rebuilding is corruption.
+fn sealed_index(io: &dyn Io, seg_path: &Path, idx_path: &Path, map: &[u8], first: u64, header_crc: u32, count: u64) -> Result<SlotIndex> {
+    if let Some((idx, Some(h))) = SlotIndex::open_existing(io, idx_path, map.len() as u64)?
+        && h.state == idxfmt::STATE_SEALED
+        && h.first_index == first
+        && h.count == count
+        && count > 0
+        && count <= idx.capacity()
+    {
+        let mut prev = 0;
+        let monotonic = (0..count).all(|i| {
+            let o = idx.get(i);
+            let ok = o > prev && o >= segfmt::HEADER_LEN as u64 && o < map.len() as u64;
+            prev = o;
+            ok
+        });
+        if monotonic
+            && let Ok((_, r)) = check_record(map, idx.get(count - 1))
+            && r.crc == h.last_crc
+            && r.index == first + count - 1
+        {
+            return Ok(idx);
+        }
+    }
+    tracing::info!(path = %idx_path.display(), "index missing or inconsistent; rebuilding from its segment");
+    let s: Scan = scan(map, first, header_crc, Some(count));
+    if (s.offsets.len() as u64) < count {
+        let (off, reason) = s.damage.unwrap_or((
+            s.end,
+            CorruptionKind::MissingEntries { expected: first + count, found: first + s.offsets.len() as u64 },
+        ));
+        return Err(Error::corruption(seg_path, off, reason));
+    }
+    let idx = SlotIndex::create(io, idx_path, first, map.len() as u64)?;
+    for (k, off) in s.offsets.iter().enumerate() {
+        idx.set(k as u64, *off);
+    }
+    idx.write_header(&idxfmt::IndexHeader { state: idxfmt::STATE_SEALED, first_index: first, count, last_crc: s.last_crc });
+    idx.flush().map_err(|e| Error::io("msync index", idx_path, e))?;
+    Ok(idx)
+}
+
+/// Read (or create) the meta file. Returns (file, newest body, its sequence, slot to write next).
+fn open_meta(io: &dyn Io, dir: &Path, path: &Path) -> Result<(Arc<dyn IoFile>, metafmt::MetaBody, u64, u64)> {
+    let file = io.open(path, true).map_err(|e| Error::io("open meta", path, e))?;
+    let len = file.len().map_err(|e| Error::io("stat", path, e))?;
+    let mut buf = vec![0u8; (len as usize).min(2 * metafmt::SLOT_LEN)];
+    crate::io::read_exact_at(&*file, &mut buf, 0).map_err(|e| Error::io("read meta", path, e))?;
+    let mut best: Option<(u64, metafmt::MetaSlot)> = None;
+    let mut damaged = None;
+    let mut empty = 0;
+    for slot in 0..2u64 {
+        let start = (slot as usize * metafmt::SLOT_LEN).min(buf.len());
+        let end = ((slot as usize + 1) * metafmt::SLOT_LEN).min(buf.len());
+        match metafmt::decode(&buf[start..end]) {
+            Ok(s) => {
+                if best.as_ref().is_none_or(|(_, b)| s.sequence > b.sequence) {
+                    best = Some((slot, s));
+                }
+            }
+            Err(metafmt::SlotError::Empty) => empty += 1,
+            Err(metafmt::SlotError::Magic) => {
+                return Err(Error::BadMagic {
+                    path: path.to_path_buf(),
+                    kind: "meta",
+                    expected: "CFLXMETA",
+                    found: buf[start..(start + 8).min(end)].to_vec(),
+                });
+            }
+            Err(metafmt::SlotError::Version(v)) => {
+                return Err(Error::UnsupportedVersion { path: path.to_path_buf(), found: v, supported: crate::format::FORMAT_VERSION });
+            }
+            Err(e) => damaged = Some((start as u64, e)),
+        }
+    }
+    match best {
+        Some((slot, s)) => Ok((file, s.body, s.sequence, slot ^ 1)),
+        None => {
+            // One slot torn and the other never written: only the very first write (the empty
+            // state written at creation) ever happened, so nothing was acknowledged. Both slots
+            // damaged is damage: refuse rather than guess.
+            if let Some((off, e)) = damaged
+                && empty == 0
+            {
+                return Err(Error::corruption(
+                    path,
+                    off,
+                    CorruptionKind::Undecodable(format!("{:?}; {}", e, CorruptionKind::NoValidMeta)),
+                ));
+            }
+            // New store: write an empty state so the file is ours from now on.
+            let body = metafmt::MetaBody::default();
+            let slot = metafmt::encode(0, &body).expect("empty body fits");
+            crate::io::write_all_at(&*file, &slot, 0).map_err(|e| Error::io("write meta", path, e))?;
+            file.sync_data().map_err(|e| Error::io("fdatasync", path, e))?;
+            io.sync_dir(dir).map_err(|e| Error::io("fsync directory", dir, e))?;
+            Ok((file, body, 0, 1))
+        }
+    }
+}

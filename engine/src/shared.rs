@@ -1,0 +1,118 @@
+//! State shared by the store and every reader handle.
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use openraft::RaftTypeConfig;
+use openraft::alias::{LogIdOf, VoteOf};
+use openraft::entry::RaftEntry;
+use parking_lot::{Mutex, RwLock};
+
+use crate::codec::RaftCodec;
+use crate::config::Config;
+use crate::error::{CorruptionKind, Error, Result};
+use crate::group_commit::Poison;
+use crate::io::IoFile;
+use crate::segment::Segment;
+use crate::stats::Stats;
+use crate::tail::Tail;
+
+/// Vote, committed and purged log ids, as last written (or, for committed, last saved).
+pub(crate) struct MetaState<C: RaftTypeConfig> {
+    pub vote: Option<VoteOf<C>>,
+    pub committed: Option<LogIdOf<C>>,
+    pub purged: Option<LogIdOf<C>>,
+}
+
+pub(crate) struct Shared<C: RaftTypeConfig, K> {
+    pub dir: PathBuf,
+    pub log_dir: PathBuf,
+    pub config: Config,
+    pub segments: RwLock<BTreeMap<u64, Arc<Segment>>>,
+    pub tail: RwLock<Tail<C::Entry>>,
+    pub meta: Mutex<MetaState<C>>,
+    pub poison: Arc<Poison>,
+    /// One past the highest index known durable.
+    pub durable_end: Arc<AtomicU64>,
+    pub stats: Arc<Stats>,
+    /// Held for the store's lifetime: the data directory's advisory lock.
+    pub _lock: Arc<dyn IoFile>,
+    pub _codec: PhantomData<fn() -> K>,
+}
+
+impl<C: RaftTypeConfig, K: RaftCodec<C>> Shared<C, K> 
+where
+    C::Entry: Clone,
+{
+    /// Entries in `[lo, hi)` that the log holds (purged and future indexes are skipped), from the
+    /// in-memory tail where cached and from the segments otherwise.
+    pub fn read_range(&self, lo: u64, hi: u64) -> Result<Vec<C::Entry>> {
+        let purged_end = self.meta.lock().purged.as_ref().map(|p| p.index + 1).unwrap_or(0);
+        let lo = lo.max(purged_end);
+        let (lo, cache_first, hi, cached) = {
+            let tail = self.tail.read();
+            // The log starts at its oldest segment (or at the tail, before anything is on disk).
+            let start = self.segments.read().keys().next().copied().unwrap_or(u64::MAX).min(tail.first());
+            let lo = lo.max(start);
+            let hi = hi.min(tail.end());
+            if lo >= hi {
+                return Ok(Vec::new());
+            }
+            let first = tail.first().max(lo);
+            (lo, first, hi, tail.range(first, hi))
+        };
+        let disk_hi = cache_first.min(hi);
+        let mut out = Vec::with_capacity((hi - lo) as usize);
+        if lo < disk_hi {
+            self.read_disk(lo, disk_hi, &mut out)?;
+        }
+        out.extend(cached);
+        Ok(out)
+    }
+
+    fn read_disk(&self, lo: u64, hi: u64, out: &mut Vec<C::Entry>) -> Result<()> {
+        let segs: Vec<Arc<Segment>> = {
+            let map = self.segments.read();
+            let start = map.range(..=lo).next_back().map(|(k, _)| *k).unwrap_or(lo);
+            map.range(start..hi).map(|(_, s)| s.clone()).collect()
+        };
+        let mut i = lo;
+        let mut si = 0;
+        while i < hi {
+            while si + 1 < segs.len() && segs[si + 1].first_index <= i {
+                si += 1;
+            }
+            let Some(seg) = segs.get(si).filter(|s| s.first_index <= i) else {
+                // Purged concurrently: nothing below the new purge point is returned.
+                let purged_end = self.meta.lock().purged.as_ref().map(|p| p.index + 1).unwrap_or(0);
+                if i < purged_end {
+                    i = purged_end;
+                    out.clear();
+                    continue;
+                }
+                return Err(Error::corruption(
+                    &self.log_dir,
+                    0,
+                    CorruptionKind::MissingEntries { expected: i, found: i },
+                ));
+            };
+            let payload = seg.read(i)?;
+            let entry = K::decode_entry(payload).map_err(|e| {
+                Error::corruption(seg.path.as_ref(), seg.index.get(i - seg.first_index), CorruptionKind::Undecodable(e.0))
+            })?;
+            if entry.index() != i {
+                return Err(Error::corruption(
+                    seg.path.as_ref(),
+                    seg.index.get(i - seg.first_index),
+                    CorruptionKind::IndexMismatch { expected: i, found: entry.index() },
+                ));
+            }
+            out.push(entry);
+            i += 1;
+        }
+        Ok(())
+    }
+}
