@@ -15,7 +15,7 @@ use std::io::IoSlice;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use crossbeam_channel::Receiver;
@@ -212,6 +212,3 @@ fn job_bytes(j: &Job) -> usize {
         _ => 0,
     }
 }
-
-/// Give the writer a moment to drain on shutdown before a store is dropped.
-pub(crate) const SHUTDOWN_WAIT: Duration = Duration::from_secs(30);

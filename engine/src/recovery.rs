@@ -249,7 +249,7 @@ fn remove_segment_files(io: &dyn Io, seg: &Path) -> Result<()> {
 
 /// After damage at `off`, is there a whole record with index `damaged_index + 1` that chains to
 /// the damaged record's stored checksum? Then the damage is inside acknowledged data.
-fn valid_successor(bytes: &[u8], off: u64, damaged_index: u64) -> Option<u64> {
+pub(crate) fn valid_successor(bytes: &[u8], off: u64, damaged_index: u64) -> Option<u64> {
     let o = off as usize;
     if o + record::HEADER_LEN > bytes.len() {
         return None;

@@ -120,7 +120,6 @@ pub(crate) fn check_record(bytes: &[u8], off: u64) -> std::result::Result<(&[u8]
 #[derive(Debug)]
 pub(crate) struct SlotIndex {
     pub path: Arc<PathBuf>,
-    pub file: Arc<dyn IoFile>,
     map: MapRaw,
     capacity: u64,
 }
@@ -142,7 +141,7 @@ impl SlotIndex {
         let h = idxfmt::IndexHeader { state: idxfmt::STATE_OPEN, first_index, count: 0, last_crc: 0 };
         crate::io::write_all_at(&*file, &idxfmt::encode(&h), 0).map_err(|e| Error::io("write index header", path, e))?;
         let map = file.map_raw().map_err(|e| Error::io("mmap index", path, e))?;
-        Ok(SlotIndex { path: Arc::new(path.to_path_buf()), file, map, capacity })
+        Ok(SlotIndex { path: Arc::new(path.to_path_buf()), map, capacity })
     }
 
     /// Open an existing index without trusting it; `None` when it is missing or the wrong size
@@ -159,7 +158,7 @@ impl SlotIndex {
             return Ok(None);
         }
         let map = file.map_raw().map_err(|e| Error::io("mmap index", path, e))?;
-        let idx = SlotIndex { path: Arc::new(path.to_path_buf()), file, map, capacity };
+        let idx = SlotIndex { path: Arc::new(path.to_path_buf()), map, capacity };
         let header = idx.read_header();
         Ok(Some((idx, header)))
     }

@@ -77,6 +77,9 @@ struct State {
     files: Mutex<Vec<Arc<Tracked>>>,
     crashed: std::sync::atomic::AtomicBool,
     fired: std::sync::atomic::AtomicU64,
+    /// Held shared by every operation and exclusively by power loss, so no write or sync is
+    /// half-way through when the files are reverted.
+    gate: parking_lot::RwLock<()>,
 }
 
 impl State {
@@ -150,6 +153,7 @@ impl FaultHandle {
     /// is put back to its last fdatasync'd content (or torn, see [`PowerLoss`]). Reopen the data
     /// directory with a fresh [`Io`] afterwards.
     pub fn power_loss(&self, mode: PowerLoss) -> io::Result<()> {
+        let _gate = self.state.gate.write();
         self.state.crashed.store(true, std::sync::atomic::Ordering::SeqCst);
         let files = std::mem::take(&mut *self.state.files.lock());
         let mut rng = mode_seed(mode);
@@ -207,6 +211,7 @@ struct FaultFile {
 
 impl Io for FaultIo {
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn IoFile>> {
+        let _gate = self.state.gate.read();
         self.state.check_alive()?;
         let inner = self.inner.open(path, create)?;
         let tracked = Arc::new(Tracked { path: path.to_path_buf(), inner, unsynced: Mutex::new(Vec::new()) });
@@ -215,6 +220,7 @@ impl Io for FaultIo {
     }
 
     fn open_read(&self, path: &Path) -> io::Result<Arc<dyn IoFile>> {
+        let _gate = self.state.gate.read();
         self.state.check_alive()?;
         let inner = self.inner.open_read(path)?;
         let tracked = Arc::new(Tracked { path: path.to_path_buf(), inner, unsynced: Mutex::new(Vec::new()) });
@@ -222,26 +228,31 @@ impl Io for FaultIo {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let _gate = self.state.gate.read();
         self.state.check_alive()?;
         self.inner.rename(from, to)
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
+        let _gate = self.state.gate.read();
         self.state.check_alive()?;
         self.inner.remove_file(path)
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let _gate = self.state.gate.read();
         self.state.check_alive()?;
         self.inner.sync_dir(dir)
     }
 
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        let _gate = self.state.gate.read();
         self.state.check_alive()?;
         self.inner.create_dir_all(dir)
     }
 
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
+        let _gate = self.state.gate.read();
         self.state.check_alive()?;
         self.inner.list_dir(dir)
     }
@@ -249,6 +260,7 @@ impl Io for FaultIo {
 
 impl IoFile for FaultFile {
     fn write_vectored_at(&self, bufs: &[IoSlice<'_>], offset: u64) -> io::Result<usize> {
+        let _gate = self.state.gate.read();
         self.state.check_alive()?;
         let mut limit = usize::MAX;
         match self.state.take(&self.tracked.path, false) {
@@ -286,11 +298,13 @@ impl IoFile for FaultFile {
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let _gate = self.state.gate.read();
         self.state.check_alive()?;
         self.tracked.inner.read_at(buf, offset)
     }
 
     fn sync_data(&self) -> io::Result<()> {
+        let _gate = self.state.gate.read();
         self.state.check_alive()?;
         match self.state.take(&self.tracked.path, true) {
             Some(Fault::SyncError) => return Err(io::Error::from_raw_os_error(libc_eio())),
@@ -303,31 +317,37 @@ impl IoFile for FaultFile {
     }
 
     fn allocate(&self, len: u64) -> io::Result<()> {
+        let _gate = self.state.gate.read();
         self.state.check_alive()?;
         self.tracked.inner.allocate(len)
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
+        let _gate = self.state.gate.read();
         self.state.check_alive()?;
         self.tracked.inner.set_len(len)
     }
 
     fn len(&self) -> io::Result<u64> {
+        let _gate = self.state.gate.read();
         self.state.check_alive()?;
         self.tracked.inner.len()
     }
 
     fn map(&self) -> io::Result<Map> {
+        let _gate = self.state.gate.read();
         self.state.check_alive()?;
         self.tracked.inner.map()
     }
 
     fn map_raw(&self) -> io::Result<MapRaw> {
+        let _gate = self.state.gate.read();
         self.state.check_alive()?;
         self.tracked.inner.map_raw()
     }
 
     fn try_lock(&self) -> io::Result<bool> {
+        let _gate = self.state.gate.read();
         self.state.check_alive()?;
         self.tracked.inner.try_lock()
     }

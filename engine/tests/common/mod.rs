@@ -146,3 +146,87 @@ impl RaftStateMachine<TC> for MemSm {
         Ok(self.snapshot.lock().await.clone().map(|(meta, snapshot)| SnapshotOf::<TC, Vec<u8>> { meta, snapshot }))
     }
 }
+
+// ----- checks ---------------------------------------------------------------------------------
+
+/// Payload length used for entry `index` in tests that check content after a crash.
+pub fn len_for(index: u64) -> usize {
+    1 + (index.wrapping_mul(2_654_435_761) % 700) as usize
+}
+
+/// The entry the crash and power-loss tests write at `index`.
+pub fn test_entry(index: u64) -> Entry {
+    entry(1, index, payload(index, len_for(index)))
+}
+
+/// Check that entries `from..to` are exactly the ones [`test_entry`] makes, with no gaps.
+pub fn check_entries(store: &Store, from: u64, to: u64) {
+    let got = store.read(from..to).unwrap_or_else(|e| panic!("read {from}..{to}: {e}"));
+    assert_eq!(got.len() as u64, to - from, "entries {from}..{to}: got {}", got.len());
+    for (k, e) in got.iter().enumerate() {
+        let i = from + k as u64;
+        assert_eq!(e.log_id.index, i, "gap or reorder at {i}");
+        match &e.payload {
+            EntryPayload::Normal(Blob(b)) => assert_eq!(b, &payload(i, len_for(i)), "entry {i} content differs"),
+            other => panic!("entry {i}: unexpected payload {other:?}"),
+        }
+    }
+}
+
+/// Append `entries` with a completion that records the result in `acked` (index of the last
+/// entry) when durable.
+pub fn append_tracked(store: &mut Store, entries: Vec<Entry>, acked: &Arc<std::sync::Mutex<Vec<(u64, bool)>>>) -> conflux_engine::Result<()> {
+    let last = entries.last().map(|e| e.log_id.index).unwrap_or(0);
+    let acked = acked.clone();
+    store.append_with(entries, Box::new(move |r| acked.lock().unwrap().push((last, r.is_ok()))))
+}
+
+/// Highest index whose append was acknowledged as durable.
+pub fn max_acked(acked: &Arc<std::sync::Mutex<Vec<(u64, bool)>>>) -> Option<u64> {
+    acked.lock().unwrap().iter().filter(|(_, ok)| *ok).map(|(i, _)| *i).max()
+}
+
+/// Copy a directory tree (test fixtures).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let t = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &t);
+        } else {
+            std::fs::copy(e.path(), t).unwrap();
+        }
+    }
+}
+
+/// Segment files of a data directory, oldest first.
+pub fn segments(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir.join("log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Offsets of the records in a segment file, read by walking the framing (test-side, no engine code).
+pub fn record_offsets(seg: &Path) -> Vec<(u64, u32)> {
+    let b = std::fs::read(seg).unwrap();
+    let mut off = 32usize;
+    let mut out = Vec::new();
+    while off + 24 <= b.len() {
+        let len = u32::from_le_bytes(b[off..off + 4].try_into().unwrap());
+        if len == 0 {
+            break;
+        }
+        out.push((off as u64, len));
+        off += (24 + len as usize).div_ceil(8) * 8;
+    }
+    out
+}
+
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
