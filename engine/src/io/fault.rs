@@ -64,10 +64,12 @@ struct Undo {
     new: Vec<u8>,
 }
 
+/// The unsynced writes of one open file. The registry holds the file weakly, so closing a file
+/// (and its lock) works as it would without the wrapper.
 #[derive(Debug)]
 struct Tracked {
     path: PathBuf,
-    inner: Arc<dyn IoFile>,
+    inner: std::sync::Weak<dyn IoFile>,
     unsynced: Mutex<Vec<Undo>>,
 }
 
@@ -122,13 +124,14 @@ pub struct FaultIo {
 #[derive(Debug, Clone)]
 pub struct FaultHandle {
     state: Arc<State>,
+    inner: Arc<dyn Io>,
 }
 
 impl FaultIo {
     /// Wrap `inner`.
     pub fn new(inner: Arc<dyn Io>) -> (FaultIo, FaultHandle) {
         let state = Arc::new(State::default());
-        (FaultIo { inner, state: state.clone() }, FaultHandle { state })
+        (FaultIo { inner: inner.clone(), state: state.clone() }, FaultHandle { state, inner })
     }
 }
 
@@ -162,11 +165,19 @@ impl FaultHandle {
             if undo.is_empty() {
                 continue;
             }
+            let file = match f.inner.upgrade() {
+                Some(file) => file,
+                None => match self.inner.open(&f.path, false) {
+                    Ok(file) => file,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                },
+            };
             // Put back the synced state, newest write first.
             for u in undo.iter().rev() {
-                super::write_all_at(&*f.inner, &u.old, u.offset)?;
+                super::write_all_at(&*file, &u.old, u.offset)?;
                 if u.offset + u.new.len() as u64 > u.old_len {
-                    f.inner.set_len(u.old_len)?;
+                    file.set_len(u.old_len)?;
                 }
             }
             if let PowerLoss::Tear { .. } = mode {
@@ -177,7 +188,7 @@ impl FaultHandle {
                         break;
                     }
                     let n = keep.min(u.new.len());
-                    super::write_all_at(&*f.inner, &u.new[..n], u.offset)?;
+                    super::write_all_at(&*file, &u.new[..n], u.offset)?;
                     keep -= n;
                 }
             }
@@ -204,6 +215,7 @@ fn next(s: &mut u64) -> u64 {
 
 #[derive(Debug)]
 struct FaultFile {
+    file: Arc<dyn IoFile>,
     tracked: Arc<Tracked>,
     state: Arc<State>,
     read_only: bool,
@@ -213,18 +225,21 @@ impl Io for FaultIo {
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn IoFile>> {
         let _gate = self.state.gate.read();
         self.state.check_alive()?;
-        let inner = self.inner.open(path, create)?;
-        let tracked = Arc::new(Tracked { path: path.to_path_buf(), inner, unsynced: Mutex::new(Vec::new()) });
-        self.state.files.lock().push(tracked.clone());
-        Ok(Arc::new(FaultFile { tracked, state: self.state.clone(), read_only: false }))
+        let file = self.inner.open(path, create)?;
+        let tracked = Arc::new(Tracked { path: path.to_path_buf(), inner: Arc::downgrade(&file), unsynced: Mutex::new(Vec::new()) });
+        let mut files = self.state.files.lock();
+        // Forget closed files that have nothing left to revert.
+        files.retain(|t| t.inner.strong_count() > 0 || !t.unsynced.lock().is_empty());
+        files.push(tracked.clone());
+        Ok(Arc::new(FaultFile { file, tracked, state: self.state.clone(), read_only: false }))
     }
 
     fn open_read(&self, path: &Path) -> io::Result<Arc<dyn IoFile>> {
         let _gate = self.state.gate.read();
         self.state.check_alive()?;
-        let inner = self.inner.open_read(path)?;
-        let tracked = Arc::new(Tracked { path: path.to_path_buf(), inner, unsynced: Mutex::new(Vec::new()) });
-        Ok(Arc::new(FaultFile { tracked, state: self.state.clone(), read_only: true }))
+        let file = self.inner.open_read(path)?;
+        let tracked = Arc::new(Tracked { path: path.to_path_buf(), inner: Arc::downgrade(&file), unsynced: Mutex::new(Vec::new()) });
+        Ok(Arc::new(FaultFile { file, tracked, state: self.state.clone(), read_only: true }))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
@@ -281,18 +296,18 @@ impl IoFile for FaultFile {
             return Err(io::Error::new(io::ErrorKind::PermissionDenied, "file opened read-only"));
         }
         // Remember what these bytes replace, so power loss can put it back.
-        let old_len = self.tracked.inner.len()?;
+        let old_len = self.file.len()?;
         let mut old = vec![0u8; data.len()];
         let mut got = 0;
         while got < old.len() {
-            let n = self.tracked.inner.read_at(&mut old[got..], offset + got as u64)?;
+            let n = self.file.read_at(&mut old[got..], offset + got as u64)?;
             if n == 0 {
                 break;
             }
             got += n;
         }
         old.truncate(got);
-        super::write_all_at(&*self.tracked.inner, &data, offset)?;
+        super::write_all_at(&*self.file, &data, offset)?;
         self.tracked.unsynced.lock().push(Undo { offset, old, old_len, new: data.clone() });
         Ok(data.len())
     }
@@ -300,7 +315,7 @@ impl IoFile for FaultFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         let _gate = self.state.gate.read();
         self.state.check_alive()?;
-        self.tracked.inner.read_at(buf, offset)
+        self.file.read_at(buf, offset)
     }
 
     fn sync_data(&self) -> io::Result<()> {
@@ -311,7 +326,7 @@ impl IoFile for FaultFile {
             Some(Fault::SlowSync(d)) => std::thread::sleep(d),
             _ => {}
         }
-        self.tracked.inner.sync_data()?;
+        self.file.sync_data()?;
         self.tracked.unsynced.lock().clear();
         Ok(())
     }
@@ -319,37 +334,37 @@ impl IoFile for FaultFile {
     fn allocate(&self, len: u64) -> io::Result<()> {
         let _gate = self.state.gate.read();
         self.state.check_alive()?;
-        self.tracked.inner.allocate(len)
+        self.file.allocate(len)
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
         let _gate = self.state.gate.read();
         self.state.check_alive()?;
-        self.tracked.inner.set_len(len)
+        self.file.set_len(len)
     }
 
     fn len(&self) -> io::Result<u64> {
         let _gate = self.state.gate.read();
         self.state.check_alive()?;
-        self.tracked.inner.len()
+        self.file.len()
     }
 
     fn map(&self) -> io::Result<Map> {
         let _gate = self.state.gate.read();
         self.state.check_alive()?;
-        self.tracked.inner.map()
+        self.file.map()
     }
 
     fn map_raw(&self) -> io::Result<MapRaw> {
         let _gate = self.state.gate.read();
         self.state.check_alive()?;
-        self.tracked.inner.map_raw()
+        self.file.map_raw()
     }
 
     fn try_lock(&self) -> io::Result<bool> {
         let _gate = self.state.gate.read();
         self.state.check_alive()?;
-        self.tracked.inner.try_lock()
+        self.file.try_lock()
     }
 }
 
