@@ -32,18 +32,20 @@ pub(crate) struct Janitor {
     pub spare: Arc<Mutex<Option<PathBuf>>>,
 }
 
-/// Name of the spare segment file.
-pub(crate) const SPARE_NAME: &str = "spare.seg.tmp";
 
 impl Janitor {
     pub fn run(self) {
+        // Each spare gets a new name, so a spare already handed to the appender (which renames
+        // it into place) is never touched again.
+        let mut spares = 0u64;
         while let Ok(job) = self.rx.recv() {
             match job {
                 JanitorJob::PrepareSpare => {
                     if self.spare.lock().is_some() {
                         continue;
                     }
-                    match self.prepare_spare() {
+                    spares += 1;
+                    match self.prepare_spare(spares) {
                         Ok(p) => *self.spare.lock() = Some(p),
                         Err(e) => tracing::warn!(error = %e, "could not preallocate the next segment; it will be created when needed"),
                     }
@@ -78,8 +80,8 @@ impl Janitor {
         }
     }
 
-    fn prepare_spare(&self) -> std::io::Result<PathBuf> {
-        let p = self.log_dir.join(SPARE_NAME);
+    fn prepare_spare(&self, n: u64) -> std::io::Result<PathBuf> {
+        let p = self.log_dir.join(format!("spare-{n}.seg.tmp"));
         let f = self.io.open(&p, true)?;
         f.set_len(0)?;
         match self.preallocate {

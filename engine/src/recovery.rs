@@ -111,14 +111,16 @@ pub(crate) fn open(io: &dyn Io, dir: &Path, config: &Config, purged_of: &dyn Fn(
     }
 
     // Step 7: open each segment; check headers.
-    let firsts: Vec<u64> = seg_paths.keys().copied().collect();
+    let mut firsts: Vec<u64> = seg_paths.keys().copied().collect();
     let mut segments = BTreeMap::new();
     let mut active = None;
     let mut last_payload = None;
     let mut removed_last_first = None;
-    for (i, &first) in firsts.iter().enumerate() {
+    let mut i = 0;
+    while i < firsts.len() {
+        let first = firsts[i];
         let path = seg_paths[&first].clone();
-        let is_last = i + 1 == firsts.len();
+        let mut is_last = i + 1 == firsts.len();
         let file = io.open(&path, false).map_err(|e| Error::io("open segment", &path, e))?;
         let len = file.len().map_err(|e| Error::io("stat", &path, e))?;
         let mut hbuf = vec![0u8; segfmt::HEADER_LEN.min(len as usize)];
@@ -138,6 +140,7 @@ pub(crate) fn open(io: &dyn Io, dir: &Path, config: &Config, purged_of: &dyn Fn(
                 drop(file);
                 remove_segment_files(io, &path)?;
                 removed_last_first = Some(first);
+                i += 1;
                 continue;
             }
             Err(e) => {
@@ -160,11 +163,41 @@ pub(crate) fn open(io: &dyn Io, dir: &Path, config: &Config, purged_of: &dyn Fn(
         if !is_last {
             let count = firsts[i + 1] - first;
             let map = file.map().map_err(|e| Error::io("mmap", &path, e))?;
-            let index = sealed_index(io, &path, &idx_path, &map, first, header.crc, count)?;
-            let seg = Segment { first_index: first, path: Arc::new(path), file, map, header_crc: header.crc, index };
-            segments.insert(first, Arc::new(seg));
-            continue;
+            match sealed_index(io, &path, &idx_path, &map, first, header.crc, count)? {
+                Ok(index) => {
+                    let seg = Segment { first_index: first, path: Arc::new(path), file, map, header_crc: header.crc, index };
+                    segments.insert(first, Arc::new(seg));
+                    i += 1;
+                    continue;
+                }
+                Err(short) => {
+                    // Entries are missing at the end of a segment that has newer ones after it.
+                    // If this segment was never sealed, no newer segment was either, and no whole
+                    // record follows the damage, the log was torn across a segment roll: nothing
+                    // after the tear was ever acknowledged (callbacks complete in order, after
+                    // the sync of every file in the batch). Drop the newer segments and repair
+                    // this one as the last. Anything else is damage.
+                    let later_sealed = firsts[i + 1..].iter().any(|f| {
+                        index_is_sealed(io, &dir.join(LOG_DIR).join(idxfmt::file_name(*f)), *f)
+                    });
+                    let successor = valid_successor(&map, short.offset, short.found);
+                    if short.was_sealed || later_sealed || successor.is_some() {
+                        return Err(Error::corruption(path, short.offset, short.reason));
+                    }
+                    tracing::warn!(
+                        path = %path.display(),
+                        offset = short.offset,
+                        dropped = firsts.len() - i - 1,
+                        "log torn across a segment roll: dropping newer segments that hold only unacknowledged entries"
+                    );
+                    for f in firsts.drain(i + 1..).rev() {
+                        remove_segment_files(io, &seg_paths[&f])?;
+                    }
+                    is_last = true;
+                }
+            }
         }
+        debug_assert!(is_last);
 
         // Step 8: the last segment is scanned whole: its index was never synced, and its tail
         // may be torn.
@@ -196,6 +229,7 @@ pub(crate) fn open(io: &dyn Io, dir: &Path, config: &Config, purged_of: &dyn Fn(
         let next = first + s.offsets.len() as u64;
         segments.insert(first, seg.clone());
         active = Some((seg, s.end, s.last_crc, next));
+        i += 1;
     }
 
     // The end of the log: the active segment's next index, or — when the newest segment was
@@ -270,8 +304,19 @@ pub(crate) fn valid_successor(bytes: &[u8], off: u64, damaged_index: u64) -> Opt
 
 /// Trust a sealed segment's index if it proves consistent with the segment; otherwise rebuild it
 /// by scanning. Damage found while rebuilding is corruption.
-fn sealed_index(io: &dyn Io, seg_path: &Path, idx_path: &Path, map: &[u8], first: u64, header_crc: u32, count: u64) -> Result<SlotIndex> {
-    if let Some((idx, Some(h))) = SlotIndex::open_existing(io, idx_path, map.len() as u64)?
+fn sealed_index(
+    io: &dyn Io,
+    seg_path: &Path,
+    idx_path: &Path,
+    map: &[u8],
+    first: u64,
+    header_crc: u32,
+    count: u64,
+) -> Result<std::result::Result<SlotIndex, Short>> {
+    let existing = SlotIndex::open_existing(io, idx_path, map.len() as u64)?;
+    let was_sealed =
+        existing.as_ref().is_some_and(|(_, h)| h.is_some_and(|h| h.state == idxfmt::STATE_SEALED && h.first_index == first));
+    if let Some((idx, Some(h))) = existing
         && h.state == idxfmt::STATE_SEALED
         && h.first_index == first
         && h.count == count
@@ -290,17 +335,17 @@ fn sealed_index(io: &dyn Io, seg_path: &Path, idx_path: &Path, map: &[u8], first
             && r.crc == h.last_crc
             && r.index == first + count - 1
         {
-            return Ok(idx);
+            return Ok(Ok(idx));
         }
     }
     tracing::info!(path = %idx_path.display(), "index missing or inconsistent; rebuilding from its segment");
     let s: Scan = scan(map, first, header_crc, Some(count));
     if (s.offsets.len() as u64) < count {
-        let (off, reason) = s.damage.unwrap_or((
-            s.end,
-            CorruptionKind::MissingEntries { expected: first + count, found: first + s.offsets.len() as u64 },
-        ));
-        return Err(Error::corruption(seg_path, off, reason));
+        let found = first + s.offsets.len() as u64;
+        let (offset, reason) =
+            s.damage.unwrap_or((s.end, CorruptionKind::MissingEntries { expected: first + count, found }));
+        let _ = seg_path;
+        return Ok(Err(Short { offset, reason, found, was_sealed }));
     }
     let idx = SlotIndex::create(io, idx_path, first, map.len() as u64)?;
     for (k, off) in s.offsets.iter().enumerate() {
@@ -308,7 +353,26 @@ fn sealed_index(io: &dyn Io, seg_path: &Path, idx_path: &Path, map: &[u8], first
     }
     idx.write_header(&idxfmt::IndexHeader { state: idxfmt::STATE_SEALED, first_index: first, count, last_crc: s.last_crc });
     idx.flush().map_err(|e| Error::io("msync index", idx_path, e))?;
-    Ok(idx)
+    Ok(Ok(idx))
+}
+
+/// A sealed segment that ends before the entries its neighbour's name says it holds.
+struct Short {
+    /// Where the scan stopped.
+    offset: u64,
+    reason: CorruptionKind,
+    /// One past the last whole record.
+    found: u64,
+    /// Whether its index had been sealed (so its data had been synced).
+    was_sealed: bool,
+}
+
+/// Whether the index at `path` says its segment was sealed (and so was synced in full).
+fn index_is_sealed(io: &dyn Io, path: &Path, first: u64) -> bool {
+    let Ok(f) = io.open_read(path) else { return false };
+    let mut b = [0u8; idxfmt::HEADER_LEN];
+    crate::io::read_exact_at(&*f, &mut b, 0).is_ok()
+        && idxfmt::decode(&b).is_some_and(|h| h.state == idxfmt::STATE_SEALED && h.first_index == first)
 }
 
 /// Read (or create) the meta file. Returns (file, newest body, its sequence, slot to write next).

@@ -329,7 +329,7 @@ where
         // Phase 2: place each record, chain it, index it.
         let first_index = items[0].index();
         let mut chunks: Vec<(Arc<Segment>, u64, usize, usize)> = Vec::new(); // (segment, file offset, buf start, buf end)
-        let mut prev_crcs = Vec::with_capacity(items.len());
+        let mut crcs = Vec::with_capacity(items.len()); // (prev_crc, crc)
         for (k, &(start, len, framed)) in recs.iter().enumerate() {
             let index = first_index + k as u64;
             let fits = self.active.as_ref().is_some_and(|s| self.next_offset + framed as u64 <= s.len());
@@ -341,8 +341,9 @@ where
             }
             let seg = self.active.as_ref().expect("rolled").clone();
             let rec_end = start + record::HEADER_LEN + len;
-            prev_crcs.push(self.last_crc);
-            self.last_crc = record::seal(&mut buf[start..rec_end], index, self.last_crc);
+            let prev = self.last_crc;
+            self.last_crc = record::seal(&mut buf[start..rec_end], index, prev);
+            crcs.push((prev, self.last_crc));
             seg.index.set(index - seg.first_index, self.next_offset);
             match chunks.last_mut() {
                 Some(c) if Arc::ptr_eq(&c.0, &seg) => c.3 = start + framed,
@@ -360,8 +361,8 @@ where
             if tail.end() != first_index {
                 tail.reset(first_index);
             }
-            for ((e, (_, _, framed)), prev) in items.into_iter().zip(recs.iter()).zip(prev_crcs) {
-                tail.push(e, *framed as u32, prev);
+            for ((e, (_, _, framed)), (prev, crc)) in items.into_iter().zip(recs.iter()).zip(crcs) {
+                tail.push(e, *framed as u32, prev, crc);
             }
             let durable = self.shared.durable_end.load(Ordering::Acquire);
             tail.evict(durable, self.shared.config.tail_cache_bytes);
@@ -393,28 +394,49 @@ where
             self.send(Job::Remove(seg.path.to_path_buf()))?;
             self.send(Job::Remove(seg.index.path.to_path_buf()))?;
         }
-        // In the segment holding t, zero t's record header: the chain stops there.
+        // The chain value record t was written with: from the tail cache, or from its header.
+        let holder_of_t = doomed.last().filter(|d| d.first_index == t).cloned();
+        let prev_of_t = |seg_of_t: &Arc<Segment>| -> Result<u32> {
+            match self.shared.tail.read().prev_crc(t) {
+                Some(p) => Ok(p),
+                None => Ok(seg_of_t.record_at(seg_of_t.index.get(t - seg_of_t.first_index))?.1.prev_crc),
+            }
+        };
         let holder = self.shared.segments.read().range(..t).next_back().map(|(_, s)| s.clone());
         match holder {
-            Some(seg) if t < self.next_index => {
-                let rel = t - seg.first_index;
-                let off = seg.index.get(rel);
-                let prev = match self.shared.tail.read().prev_crc(t) {
-                    Some(p) => p,
-                    None => seg.record_at(off)?.1.prev_crc,
-                };
-                self.send(Job::Write {
-                    file: seg.file.clone(),
-                    path: seg.path.clone(),
-                    offset: off,
-                    data: Bytes::from_static(&[0u8; record::HEADER_LEN]),
-                })?;
-                self.next_offset = off;
-                self.last_crc = prev;
+            Some(seg) => {
+                let seg_end = doomed.last().map(|d| d.first_index).unwrap_or(self.active_next);
+                if t < seg_end {
+                    // t is inside this segment: zero its record header, so the chain stops there.
+                    let off = seg.index.get(t - seg.first_index);
+                    self.last_crc = prev_of_t(&seg)?;
+                    self.send(Job::Write {
+                        file: seg.file.clone(),
+                        path: seg.path.clone(),
+                        offset: off,
+                        data: Bytes::from_static(&[0u8; record::HEADER_LEN]),
+                    })?;
+                    self.next_offset = off;
+                } else {
+                    // t was the first entry of a removed segment: this one continues after its
+                    // own last record, t - 1, chained to that record's checksum.
+                    debug_assert!(holder_of_t.is_some(), "t starts a removed segment");
+                    let last_off = seg.index.get(t - 1 - seg.first_index);
+                    let cached = self.shared.tail.read().framed_size_and_crc(t - 1);
+                    let (framed, crc) = match cached {
+                        Some((f, c)) => (f as u64, c),
+                        None => {
+                            let h = seg.record_at(last_off)?.1;
+                            (record::framed_len(h.len as usize), h.crc)
+                        }
+                    };
+                    self.last_crc = crc;
+                    self.next_offset = last_off + framed;
+                }
                 self.active_next = t;
                 self.active = Some(seg);
             }
-            _ => {
+            None => {
                 self.active = None;
             }
         }

@@ -11,6 +11,8 @@ struct Cached<E> {
     size: u32,
     /// Checksum chain value the record was written with (needed to truncate in front of it).
     prev_crc: u32,
+    /// The record's own checksum (needed to continue a segment after it).
+    crc: u32,
 }
 
 /// A contiguous run of entries `[first, first + len)`.
@@ -38,9 +40,9 @@ impl<E: Clone> Tail<E> {
     }
 
     /// Append the entry at index `end()`.
-    pub fn push(&mut self, entry: E, size: u32, prev_crc: u32) {
+    pub fn push(&mut self, entry: E, size: u32, prev_crc: u32, crc: u32) {
         self.bytes += size as usize;
-        self.entries.push_back(Cached { entry, size, prev_crc });
+        self.entries.push_back(Cached { entry, size, prev_crc, crc });
     }
 
     /// Clones of the cached entries in `[lo, hi)`.
@@ -61,6 +63,14 @@ impl<E: Clone> Tail<E> {
             return None;
         }
         self.entries.get((index - self.first) as usize).map(|c| c.prev_crc)
+    }
+
+    /// The framed size and checksum of entry `index`'s record, if it is cached.
+    pub fn framed_size_and_crc(&self, index: u64) -> Option<(u32, u32)> {
+        if index < self.first {
+            return None;
+        }
+        self.entries.get((index - self.first) as usize).map(|c| (c.size, c.crc))
     }
 
     /// Drop entries `>= index`.
@@ -124,7 +134,7 @@ mod tests {
     fn push_range_truncate_purge_evict() {
         let mut t: Tail<u64> = Tail::new(5);
         for i in 5..15 {
-            t.push(i, 100, i as u32);
+            t.push(i, 100, i as u32, i as u32 + 1);
         }
         assert_eq!(t.range(0, 100), (5..15).collect::<Vec<_>>());
         assert_eq!(t.range(7, 9), vec![7, 8]);
