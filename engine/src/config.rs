@@ -53,7 +53,7 @@ impl Config {
     /// [`Error::InvalidConfig`] naming the field that is out of range.
     pub fn validate(&self) -> Result<()> {
         let min_seg = 4096;
-        if self.segment_bytes < min_seg || self.segment_bytes % 8 != 0 {
+        if self.segment_bytes < min_seg || !self.segment_bytes.is_multiple_of(8) {
             return Err(Error::InvalidConfig(format!(
                 "segment_bytes = {} must be a multiple of 8 and at least {min_seg}",
                 self.segment_bytes

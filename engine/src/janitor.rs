@@ -16,7 +16,11 @@ pub(crate) enum JanitorJob {
     /// Make sure a preallocated spare segment file of `bytes` bytes is ready.
     PrepareSpare,
     /// The segment is full and its data durable: flush its index and mark it sealed.
-    Seal { seg: Arc<Segment>, count: u64, last_crc: u32 },
+    Seal {
+        seg: Arc<Segment>,
+        count: u64,
+        last_crc: u32,
+    },
     /// Delete these files (purged segments and their indexes).
     Delete(Vec<PathBuf>),
     Shutdown,
@@ -32,7 +36,6 @@ pub(crate) struct Janitor {
     pub spare: Arc<Mutex<Option<PathBuf>>>,
 }
 
-
 impl Janitor {
     pub fn run(self) {
         // Each spare gets a new name, so a spare already handed to the appender (which renames
@@ -47,7 +50,9 @@ impl Janitor {
                     spares += 1;
                     match self.prepare_spare(spares) {
                         Ok(p) => *self.spare.lock() = Some(p),
-                        Err(e) => tracing::warn!(error = %e, "could not preallocate the next segment; it will be created when needed"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not preallocate the next segment; it will be created when needed")
+                        }
                     }
                 }
                 JanitorJob::Seal { seg, count, last_crc } => {

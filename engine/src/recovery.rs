@@ -42,7 +42,9 @@ pub(crate) struct Recovered {
 pub(crate) fn lock_dir(io: &dyn Io, dir: &Path) -> Result<Arc<dyn IoFile>> {
     io.create_dir_all(dir).map_err(|e| Error::io("create data directory", dir, e))?;
     let lock_path = dir.join(LOCK_FILE);
-    let lock = io.open(&lock_path, true).map_err(|e| Error::io("open lock file (is the directory writable?)", &lock_path, e))?;
+    let lock = io
+        .open(&lock_path, true)
+        .map_err(|e| Error::io("open lock file (is the directory writable?)", &lock_path, e))?;
     match lock.try_lock() {
         Ok(true) => Ok(lock),
         Ok(false) => Err(Error::Locked { path: dir.to_path_buf(), lock: lock_path }),
@@ -50,7 +52,12 @@ pub(crate) fn lock_dir(io: &dyn Io, dir: &Path) -> Result<Arc<dyn IoFile>> {
     }
 }
 
-pub(crate) fn open(io: &dyn Io, dir: &Path, config: &Config, purged_of: &dyn Fn(&[u8]) -> Result<u64>) -> Result<Recovered> {
+pub(crate) fn open(
+    io: &dyn Io,
+    dir: &Path,
+    config: &Config,
+    purged_of: &dyn Fn(&[u8]) -> Result<u64>,
+) -> Result<Recovered> {
     let lock = lock_dir(io, dir)?;
 
     // Step 3: nothing foreign in the data directory.
@@ -145,7 +152,9 @@ pub(crate) fn open(io: &dyn Io, dir: &Path, config: &Config, purged_of: &dyn Fn(
             }
             Err(e) => {
                 let reason = match e {
-                    segfmt::HeaderError::Checksum { stored, computed } => CorruptionKind::ChecksumMismatch { stored, computed },
+                    segfmt::HeaderError::Checksum { stored, computed } => {
+                        CorruptionKind::ChecksumMismatch { stored, computed }
+                    }
                     segfmt::HeaderError::Short(n) => CorruptionKind::Truncated { len: n as u64 },
                     _ => CorruptionKind::Truncated { len },
                 };
@@ -165,7 +174,8 @@ pub(crate) fn open(io: &dyn Io, dir: &Path, config: &Config, purged_of: &dyn Fn(
             let map = file.map().map_err(|e| Error::io("mmap", &path, e))?;
             match sealed_index(io, &path, &idx_path, &map, first, header.crc, count)? {
                 Ok(index) => {
-                    let seg = Segment { first_index: first, path: Arc::new(path), file, map, header_crc: header.crc, index };
+                    let seg =
+                        Segment { first_index: first, path: Arc::new(path), file, map, header_crc: header.crc, index };
                     segments.insert(first, Arc::new(seg));
                     i += 1;
                     continue;
@@ -177,9 +187,9 @@ pub(crate) fn open(io: &dyn Io, dir: &Path, config: &Config, purged_of: &dyn Fn(
                     // after the tear was ever acknowledged (callbacks complete in order, after
                     // the sync of every file in the batch). Drop the newer segments and repair
                     // this one as the last. Anything else is damage.
-                    let later_sealed = firsts[i + 1..].iter().any(|f| {
-                        index_is_sealed(io, &dir.join(LOG_DIR).join(idxfmt::file_name(*f)), *f)
-                    });
+                    let later_sealed = firsts[i + 1..]
+                        .iter()
+                        .any(|f| index_is_sealed(io, &dir.join(LOG_DIR).join(idxfmt::file_name(*f)), *f));
                     let successor = valid_successor(&map, short.offset, short.found);
                     if short.was_sealed || later_sealed || successor.is_some() {
                         return Err(Error::corruption(path, short.offset, short.reason));
@@ -218,14 +228,16 @@ pub(crate) fn open(io: &dyn Io, dir: &Path, config: &Config, purged_of: &dyn Fn(
             }
             tracing::warn!(path = %path.display(), offset = off, reason = %kind, "torn tail: truncating the log to the last whole record");
             let zero_len = (map.len() as u64 - off).min(record::HEADER_LEN as u64) as usize;
-            crate::io::write_all_at(&*file, &vec![0u8; zero_len], *off).map_err(|e| Error::io("zero torn tail", &path, e))?;
+            crate::io::write_all_at(&*file, &vec![0u8; zero_len], *off)
+                .map_err(|e| Error::io("zero torn tail", &path, e))?;
             file.sync_data().map_err(|e| Error::io("fdatasync", &path, e))?;
         }
         let index = SlotIndex::create(io, &idx_path, first, map.len() as u64)?;
         for (k, off) in s.offsets.iter().enumerate() {
             index.set(k as u64, *off);
         }
-        let seg = Arc::new(Segment { first_index: first, path: Arc::new(path), file, map, header_crc: header.crc, index });
+        let seg =
+            Arc::new(Segment { first_index: first, path: Arc::new(path), file, map, header_crc: header.crc, index });
         let next = first + s.offsets.len() as u64;
         segments.insert(first, seg.clone());
         active = Some((seg, s.end, s.last_crc, next));
@@ -267,7 +279,18 @@ pub(crate) fn open(io: &dyn Io, dir: &Path, config: &Config, purged_of: &dyn Fn(
         ));
     }
 
-    Ok(Recovered { lock, meta_file, meta_path, meta_body, meta_seq, meta_next_slot, segments, active, last_payload, next_index })
+    Ok(Recovered {
+        lock,
+        meta_file,
+        meta_path,
+        meta_body,
+        meta_seq,
+        meta_next_slot,
+        segments,
+        active,
+        last_payload,
+        next_index,
+    })
 }
 
 fn remove_segment_files(io: &dyn Io, seg: &Path) -> Result<()> {
@@ -314,8 +337,9 @@ fn sealed_index(
     count: u64,
 ) -> Result<std::result::Result<SlotIndex, Short>> {
     let existing = SlotIndex::open_existing(io, idx_path, map.len() as u64)?;
-    let was_sealed =
-        existing.as_ref().is_some_and(|(_, h)| h.is_some_and(|h| h.state == idxfmt::STATE_SEALED && h.first_index == first));
+    let was_sealed = existing
+        .as_ref()
+        .is_some_and(|(_, h)| h.is_some_and(|h| h.state == idxfmt::STATE_SEALED && h.first_index == first));
     if let Some((idx, Some(h))) = existing
         && h.state == idxfmt::STATE_SEALED
         && h.first_index == first
@@ -351,7 +375,12 @@ fn sealed_index(
     for (k, off) in s.offsets.iter().enumerate() {
         idx.set(k as u64, *off);
     }
-    idx.write_header(&idxfmt::IndexHeader { state: idxfmt::STATE_SEALED, first_index: first, count, last_crc: s.last_crc });
+    idx.write_header(&idxfmt::IndexHeader {
+        state: idxfmt::STATE_SEALED,
+        first_index: first,
+        count,
+        last_crc: s.last_crc,
+    });
     idx.flush().map_err(|e| Error::io("msync index", idx_path, e))?;
     Ok(Ok(idx))
 }
@@ -403,7 +432,11 @@ fn open_meta(io: &dyn Io, dir: &Path, path: &Path) -> Result<(Arc<dyn IoFile>, m
                 });
             }
             Err(metafmt::SlotError::Version(v)) => {
-                return Err(Error::UnsupportedVersion { path: path.to_path_buf(), found: v, supported: crate::format::FORMAT_VERSION });
+                return Err(Error::UnsupportedVersion {
+                    path: path.to_path_buf(),
+                    found: v,
+                    supported: crate::format::FORMAT_VERSION,
+                });
             }
             Err(e) => damaged = Some((start as u64, e)),
         }

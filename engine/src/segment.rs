@@ -37,7 +37,13 @@ impl Segment {
     /// file if there is one, else create and preallocate one now; write its header (made durable
     /// by the first data sync) and rename it into place (made durable by a directory sync the
     /// caller queues).
-    pub fn create(io: &dyn Io, log_dir: &Path, first_index: u64, bytes: u64, spare: Option<PathBuf>) -> Result<Segment> {
+    pub fn create(
+        io: &dyn Io,
+        log_dir: &Path,
+        first_index: u64,
+        bytes: u64,
+        spare: Option<PathBuf>,
+    ) -> Result<Segment> {
         let path = log_dir.join(segfmt::file_name(first_index));
         let tmp = match spare {
             Some(p) => p,
@@ -64,7 +70,7 @@ impl Segment {
     pub fn read(&self, index: u64) -> Result<&[u8]> {
         let rel = index - self.first_index;
         let off = self.index.get(rel);
-        if off < segfmt::HEADER_LEN as u64 || off % 8 != 0 || off + record::HEADER_LEN as u64 > self.len() {
+        if off < segfmt::HEADER_LEN as u64 || !off.is_multiple_of(8) || off + record::HEADER_LEN as u64 > self.len() {
             return Err(Error::corruption(
                 self.index.path.as_ref(),
                 self.index.slot_offset(rel),
@@ -89,7 +95,10 @@ impl Segment {
 }
 
 /// Check the record at `off` in `bytes` (a whole segment) by its own checksum.
-pub(crate) fn check_record(bytes: &[u8], off: u64) -> std::result::Result<(&[u8], record::RecordHeader), CorruptionKind> {
+pub(crate) fn check_record(
+    bytes: &[u8],
+    off: u64,
+) -> std::result::Result<(&[u8], record::RecordHeader), CorruptionKind> {
     let off = off as usize;
     if off + record::HEADER_LEN > bytes.len() {
         return Err(CorruptionKind::BadLength { len: 0, why: "header runs past the end of the segment" });
@@ -139,14 +148,19 @@ impl SlotIndex {
         file.set_len(idxfmt::HEADER_LEN as u64 + capacity * idxfmt::SLOT_LEN as u64)
             .map_err(|e| Error::io("size index", path, e))?;
         let h = idxfmt::IndexHeader { state: idxfmt::STATE_OPEN, first_index, count: 0, last_crc: 0 };
-        crate::io::write_all_at(&*file, &idxfmt::encode(&h), 0).map_err(|e| Error::io("write index header", path, e))?;
+        crate::io::write_all_at(&*file, &idxfmt::encode(&h), 0)
+            .map_err(|e| Error::io("write index header", path, e))?;
         let map = file.map_raw().map_err(|e| Error::io("mmap index", path, e))?;
         Ok(SlotIndex { path: Arc::new(path.to_path_buf()), map, capacity })
     }
 
     /// Open an existing index without trusting it; `None` when it is missing or the wrong size
     /// for the segment (the caller rebuilds it).
-    pub fn open_existing(io: &dyn Io, path: &Path, seg_len: u64) -> Result<Option<(SlotIndex, Option<idxfmt::IndexHeader>)>> {
+    pub fn open_existing(
+        io: &dyn Io,
+        path: &Path,
+        seg_len: u64,
+    ) -> Result<Option<(SlotIndex, Option<idxfmt::IndexHeader>)>> {
         let capacity = Self::capacity_for(seg_len);
         let want = idxfmt::HEADER_LEN as u64 + capacity * idxfmt::SLOT_LEN as u64;
         let file = match io.open(path, false) {
@@ -181,12 +195,19 @@ impl SlotIndex {
     }
 
     fn slot(&self, rel: u64) -> &AtomicU64 {
-        assert!(rel < self.capacity, "slot {rel} out of range for index {} (capacity {})", self.path.display(), self.capacity);
+        assert!(
+            rel < self.capacity,
+            "slot {rel} out of range for index {} (capacity {})",
+            self.path.display(),
+            self.capacity
+        );
         // SAFETY: `rel < capacity`, and the map is HEADER_LEN + capacity * 8 bytes long, so the
         // slot lies inside it; the map is page-aligned and HEADER_LEN is a multiple of 8, so the
         // slot is 8-aligned as AtomicU64 requires; the map lives as long as `self`; every access
         // to slot memory goes through AtomicU64, so there is no non-atomic aliasing.
-        unsafe { &*(self.map.as_mut_ptr().add(idxfmt::HEADER_LEN + rel as usize * idxfmt::SLOT_LEN) as *const AtomicU64) }
+        unsafe {
+            &*(self.map.as_mut_ptr().add(idxfmt::HEADER_LEN + rel as usize * idxfmt::SLOT_LEN) as *const AtomicU64)
+        }
     }
 
     /// Position of entry `first_index + rel` (0 when unknown). Slots are little-endian on disk.

@@ -43,7 +43,7 @@ pub(crate) struct Shared<C: RaftTypeConfig, K> {
     pub _codec: PhantomData<fn() -> K>,
 }
 
-impl<C: RaftTypeConfig, K: RaftCodec<C>> Shared<C, K> 
+impl<C: RaftTypeConfig, K: RaftCodec<C>> Shared<C, K>
 where
     C::Entry: Clone,
 {
@@ -101,7 +101,11 @@ where
             };
             let payload = seg.read(i)?;
             let entry = K::decode_entry(payload).map_err(|e| {
-                Error::corruption(seg.path.as_ref(), seg.index.get(i - seg.first_index), CorruptionKind::Undecodable(e.0))
+                Error::corruption(
+                    seg.path.as_ref(),
+                    seg.index.get(i - seg.first_index),
+                    CorruptionKind::Undecodable(e.0),
+                )
             })?;
             if entry.index() != i {
                 return Err(Error::corruption(

@@ -69,7 +69,7 @@ fn codec_err(e: CodecError) -> Error {
     Error::Codec(e)
 }
 
-impl<C: RaftTypeConfig, K: RaftCodec<C>> LogStore<C, K> 
+impl<C: RaftTypeConfig, K: RaftCodec<C>> LogStore<C, K>
 where
     C::Entry: Clone,
 {
@@ -243,7 +243,12 @@ where
             .ok_or_else(|| Error::Codec(CodecError("vote and log ids do not fit in a meta slot".into())))?;
         let offset = self.meta_next_slot * metafmt::SLOT_LEN as u64;
         self.meta_next_slot ^= 1;
-        self.send(Job::Write { file: self.meta_file.clone(), path: self.meta_path.clone(), offset, data: Bytes::from(slot) })?;
+        self.send(Job::Write {
+            file: self.meta_file.clone(),
+            path: self.meta_path.clone(),
+            offset,
+            data: Bytes::from(slot),
+        })?;
         self.barrier().await
     }
 
@@ -333,11 +338,11 @@ where
         for (k, &(start, len, framed)) in recs.iter().enumerate() {
             let index = first_index + k as u64;
             let fits = self.active.as_ref().is_some_and(|s| self.next_offset + framed as u64 <= s.len());
-            if !fits || self.active_next != index {
-                if let Err(e) = self.roll(index) {
-                    self.shared.poison.set(e.to_string());
-                    return Err(e);
-                }
+            if (!fits || self.active_next != index)
+                && let Err(e) = self.roll(index)
+            {
+                self.shared.poison.set(e.to_string());
+                return Err(e);
             }
             let seg = self.active.as_ref().expect("rolled").clone();
             let rec_end = start + record::HEADER_LEN + len;
@@ -371,7 +376,12 @@ where
 
         let buf = Bytes::from(buf);
         for (seg, off, a, b) in chunks {
-            self.send(Job::Write { file: seg.file.clone(), path: seg.path.clone(), offset: off, data: buf.slice(a..b) })?;
+            self.send(Job::Write {
+                file: seg.file.clone(),
+                path: seg.path.clone(),
+                offset: off,
+                data: buf.slice(a..b),
+            })?;
         }
         self.send(Job::Complete { durable_end: Some(last_index + 1), done })
     }
@@ -517,7 +527,7 @@ impl<C: RaftTypeConfig, K: RaftCodec<C>> Drop for LogStore<C, K> {
     }
 }
 
-impl<C: RaftTypeConfig, K: RaftCodec<C>> RaftLogReader<C> for LogReader<C, K> 
+impl<C: RaftTypeConfig, K: RaftCodec<C>> RaftLogReader<C> for LogReader<C, K>
 where
     C::Entry: Clone,
 {
@@ -534,7 +544,7 @@ where
     }
 }
 
-impl<C: RaftTypeConfig, K: RaftCodec<C>> RaftLogReader<C> for LogStore<C, K> 
+impl<C: RaftTypeConfig, K: RaftCodec<C>> RaftLogReader<C> for LogStore<C, K>
 where
     C::Entry: Clone,
 {
@@ -551,7 +561,7 @@ where
     }
 }
 
-impl<C: RaftTypeConfig, K: RaftCodec<C>> RaftLogStorage<C> for LogStore<C, K> 
+impl<C: RaftTypeConfig, K: RaftCodec<C>> RaftLogStorage<C> for LogStore<C, K>
 where
     C::Entry: Clone,
 {

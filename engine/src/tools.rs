@@ -72,7 +72,9 @@ fn list_segments(io: &dyn Io, dir: &Path, report: &mut VerifyReport) -> Result<V
             Some(first) => {
                 segs.insert(first, p);
             }
-            None => report.problems.push(Problem { file: p, offset: 0, what: "foreign file in the log directory".into() }),
+            None => {
+                report.problems.push(Problem { file: p, offset: 0, what: "foreign file in the log directory".into() })
+            }
         }
     }
     let mut out = Vec::new();
@@ -107,9 +109,16 @@ pub fn verify(io: &dyn Io, dir: &Path) -> Result<VerifyReport> {
             Ok(h) => h,
             Err(e) => {
                 if next_first.is_none() {
-                    report.notes.push(format!("{}: newest segment has no valid header ({e:?}); open removes it", s.path.display()));
+                    report.notes.push(format!(
+                        "{}: newest segment has no valid header ({e:?}); open removes it",
+                        s.path.display()
+                    ));
                 } else {
-                    report.problems.push(Problem { file: s.path.clone(), offset: 0, what: format!("bad segment header: {e:?}") });
+                    report.problems.push(Problem {
+                        file: s.path.clone(),
+                        offset: 0,
+                        what: format!("bad segment header: {e:?}"),
+                    });
                 }
                 continue;
             }
@@ -128,7 +137,10 @@ pub fn verify(io: &dyn Io, dir: &Path) -> Result<VerifyReport> {
             (Some(n), _) if s.first + (sc.offsets.len() as u64) < n => {
                 let (off, what) = match &sc.damage {
                     Some((off, k)) => (*off, k.to_string()),
-                    None => (sc.end, format!("ends at index {}, next segment starts at {n}", s.first + sc.offsets.len() as u64)),
+                    None => (
+                        sc.end,
+                        format!("ends at index {}, next segment starts at {n}", s.first + sc.offsets.len() as u64),
+                    ),
                 };
                 report.problems.push(Problem { file: s.path.clone(), offset: off, what });
             }
@@ -168,7 +180,8 @@ fn verify_index(io: &dyn Io, s: &SegFile, offsets: &[u64], sealed: bool, report:
         }
     };
     report.files += 1;
-    let header_ok = idxfmt::decode(&bytes).is_some_and(|h| h.first_index == s.first && (!sealed || h.state == idxfmt::STATE_SEALED));
+    let header_ok = idxfmt::decode(&bytes)
+        .is_some_and(|h| h.first_index == s.first && (!sealed || h.state == idxfmt::STATE_SEALED));
     let slots_ok = offsets.iter().enumerate().all(|(i, &o)| {
         let at = idxfmt::HEADER_LEN + i * idxfmt::SLOT_LEN;
         at + 8 <= bytes.len() && crate::format::u64_at(&bytes, at) == o
@@ -192,14 +205,21 @@ fn verify_meta(io: &dyn Io, dir: &Path, report: &mut VerifyReport) -> Result<()>
     let len = f.len().map_err(|e| Error::io("stat", &path, e))?;
     let mut b = vec![0u8; len.min(2 * metafmt::SLOT_LEN as u64) as usize];
     crate::io::read_exact_at(&*f, &mut b, 0).map_err(|e| Error::io("read", &path, e))?;
-    let slots: Vec<_> = (0..2).map(|i| metafmt::decode(&b[(i * metafmt::SLOT_LEN).min(b.len())..((i + 1) * metafmt::SLOT_LEN).min(b.len())])).collect();
+    let slots: Vec<_> = (0..2)
+        .map(|i| metafmt::decode(&b[(i * metafmt::SLOT_LEN).min(b.len())..((i + 1) * metafmt::SLOT_LEN).min(b.len())]))
+        .collect();
     let valid = slots.iter().filter(|s| s.is_ok()).count();
-    let damaged: Vec<usize> = (0..2).filter(|&i| matches!(slots[i], Err(ref e) if *e != metafmt::SlotError::Empty)).collect();
+    let damaged: Vec<usize> =
+        (0..2).filter(|&i| matches!(slots[i], Err(ref e) if *e != metafmt::SlotError::Empty)).collect();
     if valid == 0 && !damaged.is_empty() && damaged.len() == 2 {
         report.problems.push(Problem { file: path.clone(), offset: 0, what: "neither meta slot is valid".into() });
     } else {
         for i in damaged {
-            report.notes.push(format!("{}: slot {i} is damaged ({:?}); the other slot holds the state", path.display(), slots[i]));
+            report.notes.push(format!(
+                "{}: slot {i} is damaged ({:?}); the other slot holds the state",
+                path.display(),
+                slots[i]
+            ));
         }
     }
     Ok(())

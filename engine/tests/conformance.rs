@@ -5,8 +5,8 @@ mod common;
 use common::{MemSm, Store, TC};
 use conflux_engine::Config;
 use openraft::StorageError;
-use openraft::type_config::TypeConfigExt;
 use openraft::testing::log::{StoreBuilder, Suite};
+use openraft::type_config::TypeConfigExt;
 
 struct Builder {
     config: Config,
@@ -15,16 +15,22 @@ struct Builder {
 impl StoreBuilder<TC, Store, MemSm, tempfile::TempDir> for Builder {
     async fn build(&self) -> Result<(tempfile::TempDir, Store, MemSm), StorageError<TC>> {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path(), self.config.clone())
-            .map_err(|e| StorageError::read(TC::err_from_error(&e)))?;
+        let store =
+            Store::open(dir.path(), self.config.clone()).map_err(|e| StorageError::read(TC::err_from_error(&e)))?;
         Ok((dir, store, MemSm::default()))
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openraft_suite_default_segments() -> Result<(), StorageError<TC>> {
-    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
-    Suite::test_all(Builder { config: Config { segment_bytes: 1 << 20, max_entry_bytes: 64 << 10, ..Config::default() } }).await
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    Suite::test_all(Builder {
+        config: Config { segment_bytes: 1 << 20, max_entry_bytes: 64 << 10, ..Config::default() },
+    })
+    .await
 }
 
 /// Tiny segments and a tiny tail cache: every test crosses segment boundaries and reads from disk.

@@ -51,7 +51,10 @@ fn bit_flips_in_sealed_segments_are_reported_at_first_read() {
                     assert_eq!(file, p, "names the file");
                     assert_eq!(offset, off, "names the record's offset");
                     assert!(
-                        matches!(reason, CorruptionKind::ChecksumMismatch { .. } | CorruptionKind::IndexMismatch { .. }),
+                        matches!(
+                            reason,
+                            CorruptionKind::ChecksumMismatch { .. } | CorruptionKind::IndexMismatch { .. }
+                        ),
                         "{reason:?}"
                     );
                 }

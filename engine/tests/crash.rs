@@ -39,20 +39,23 @@ fn crash_child() {
         next += n;
         let end = next;
         let (a, o) = (acked.clone(), out.clone());
-        s.append_with(batch, Box::new(move |r| {
-            r.expect("durable");
-            a.fetch_max(end, Ordering::SeqCst);
-            let mut o = o.lock().unwrap();
-            let _ = writeln!(o, "ack {end}");
-            let _ = o.flush();
-        }))
+        s.append_with(
+            batch,
+            Box::new(move |r| {
+                r.expect("durable");
+                a.fetch_max(end, Ordering::SeqCst);
+                let mut o = o.lock().unwrap();
+                let _ = writeln!(o, "ack {end}");
+                let _ = o.flush();
+            }),
+        )
         .unwrap();
         // Keep at most ~4 appends in flight.
         while next - acked.load(Ordering::SeqCst) > 40 {
             std::thread::sleep(Duration::from_micros(50));
         }
         k += 1;
-        if k % 200 == 0 {
+        if k.is_multiple_of(200) {
             let upto = acked.load(Ordering::SeqCst).saturating_sub(100);
             if upto > 0 {
                 rt.block_on(openraft::storage::RaftLogStorage::purge(&mut s, log_id(1, upto))).unwrap();

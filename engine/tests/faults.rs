@@ -41,7 +41,10 @@ fn poisoning_fault(fault: Fault) {
         assert_eq!(faults.fired(), 1, "{fault:?} fired");
         let results = acked.lock().unwrap().clone();
         assert!(!results.is_empty(), "callbacks ran");
-        assert!(results.iter().all(|(_, ok)| !ok), "{fault:?}: a callback reported success after the failure: {results:?}");
+        assert!(
+            results.iter().all(|(_, ok)| !ok),
+            "{fault:?}: a callback reported success after the failure: {results:?}"
+        );
         // Poisoned: every later write fails, with the cause in the message.
         match append_tracked(&mut s, vec![test_entry(60)], &acked) {
             Err(Error::Poisoned(reason)) => assert!(reason.contains(".seg"), "reason names the file: {reason}"),

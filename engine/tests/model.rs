@@ -6,8 +6,8 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::*;
-use openraft::storage::RaftLogStorage;
 use openraft::EntryPayload;
+use openraft::storage::RaftLogStorage;
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]

@@ -81,11 +81,14 @@ fn run(seed: u64, mode: PowerLoss) -> (usize, u64) {
                     next += n;
                     let end = next;
                     let a = acked_end.clone();
-                    s.append_with(batch, Box::new(move |r| {
-                        if r.is_ok() {
-                            a.fetch_max(end, Ordering::SeqCst);
-                        }
-                    }))
+                    s.append_with(
+                        batch,
+                        Box::new(move |r| {
+                            if r.is_ok() {
+                                a.fetch_max(end, Ordering::SeqCst);
+                            }
+                        }),
+                    )
                     .unwrap();
                     if rng.below(3) == 0 {
                         rt.block_on(async {

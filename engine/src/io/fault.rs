@@ -226,7 +226,11 @@ impl Io for FaultIo {
         let _gate = self.state.gate.read();
         self.state.check_alive()?;
         let file = self.inner.open(path, create)?;
-        let tracked = Arc::new(Tracked { path: path.to_path_buf(), inner: Arc::downgrade(&file), unsynced: Mutex::new(Vec::new()) });
+        let tracked = Arc::new(Tracked {
+            path: path.to_path_buf(),
+            inner: Arc::downgrade(&file),
+            unsynced: Mutex::new(Vec::new()),
+        });
         let mut files = self.state.files.lock();
         // Forget closed files that have nothing left to revert.
         files.retain(|t| t.inner.strong_count() > 0 || !t.unsynced.lock().is_empty());
@@ -238,7 +242,11 @@ impl Io for FaultIo {
         let _gate = self.state.gate.read();
         self.state.check_alive()?;
         let file = self.inner.open_read(path)?;
-        let tracked = Arc::new(Tracked { path: path.to_path_buf(), inner: Arc::downgrade(&file), unsynced: Mutex::new(Vec::new()) });
+        let tracked = Arc::new(Tracked {
+            path: path.to_path_buf(),
+            inner: Arc::downgrade(&file),
+            unsynced: Mutex::new(Vec::new()),
+        });
         Ok(Arc::new(FaultFile { file, tracked, state: self.state.clone(), read_only: true }))
     }
 

@@ -39,6 +39,7 @@ pub trait Io: Send + Sync + fmt::Debug + 'static {
 }
 
 /// One open file.
+#[expect(clippy::len_without_is_empty, reason = "a file's length is an I/O call; emptiness is never asked")]
 pub trait IoFile: Send + Sync + fmt::Debug {
     /// Write `bufs` in order at `offset`; may write less than all of them (a short write).
     fn write_vectored_at(&self, bufs: &[IoSlice<'_>], offset: u64) -> io::Result<usize>;

@@ -80,10 +80,12 @@ pub struct SmData {
     pub sum: u64,
 }
 
+pub type StoredSnapshot = (SnapshotMetaOf<TC>, Vec<u8>);
+
 #[derive(Debug, Default)]
 pub struct MemSm {
     pub data: Arc<Mutex<SmData>>,
-    pub snapshot: Arc<Mutex<Option<(SnapshotMetaOf<TC>, Vec<u8>)>>>,
+    pub snapshot: Arc<Mutex<Option<StoredSnapshot>>>,
 }
 
 impl RaftSnapshotBuilder<TC> for MemSm {
@@ -92,10 +94,7 @@ impl RaftSnapshotBuilder<TC> for MemSm {
     async fn build_snapshot(&mut self) -> Result<SnapshotOf<TC, Vec<u8>>, io::Error> {
         let d = self.data.lock().await.clone();
         let bytes = postcard::to_stdvec(&d).map_err(io::Error::other)?;
-        let meta = SnapshotMetaOf::<TC> {
-            last_log_id: d.last_applied,
-            last_membership: d.membership.clone(),
-        };
+        let meta = SnapshotMetaOf::<TC> { last_log_id: d.last_applied, last_membership: d.membership.clone() };
         *self.snapshot.lock().await = Some((meta.clone(), bytes.clone()));
         Ok(SnapshotOf::<TC, Vec<u8>> { meta, snapshot: bytes })
     }
@@ -175,7 +174,11 @@ pub fn check_entries(store: &Store, from: u64, to: u64) {
 
 /// Append `entries` with a completion that records the result in `acked` (index of the last
 /// entry) when durable.
-pub fn append_tracked(store: &mut Store, entries: Vec<Entry>, acked: &Arc<std::sync::Mutex<Vec<(u64, bool)>>>) -> conflux_engine::Result<()> {
+pub fn append_tracked(
+    store: &mut Store,
+    entries: Vec<Entry>,
+    acked: &Arc<std::sync::Mutex<Vec<(u64, bool)>>>,
+) -> conflux_engine::Result<()> {
     let last = entries.last().map(|e| e.log_id.index).unwrap_or(0);
     let acked = acked.clone();
     store.append_with(entries, Box::new(move |r| acked.lock().unwrap().push((last, r.is_ok()))))

@@ -1,0 +1,167 @@
+//! `append`: durable appends (fsync on), entry size × entries per append, beside the raw-device
+//! peer (`pwrite` of the same bytes + `fdatasync` on a preallocated file in the same directory).
+//!
+//! - `append/entry=E/batch=N/io=sync`: one `append_with` of N entries, timed until its callback
+//!   (that is, until after the fdatasync that made it durable).
+//! - `append/entry=E/batch=N/io=raw`: one `pwrite` of the bytes those N records take on disk,
+//!   then `fdatasync`.
+//! - `append/entry=1KiB/inflight=64/io=sync`: 64 single-entry appends submitted without waiting
+//!   (as openraft 0.10 does), timed until all 64 callbacks ran; group commit shares fsyncs.
+//!   Its peer `io=raw` is one 64 KiB `pwrite` + `fdatasync`.
+//! - `.../io=sync/blob=bytes`: the same with a payload type that serde encodes as bytes (one
+//!   copy) instead of a sequence (byte by byte, as `Vec<u8>` derives): separates the engine's
+//!   cost from the payload codec's.
+//! - `append/bytes=4MiB/io=raw`: the bandwidth ceiling for `entry=16KiB/batch=256`.
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use conflux_bench::{
+    BenchTypes, RawPeer, StoreOf, TC, TCBytes, entries, framed_bytes, open_store, payload, size_label, temp_dir,
+};
+use conflux_engine::{Config, PostcardCodec, RaftCodec};
+use criterion::{
+    BenchmarkGroup, Criterion, SamplingMode, Throughput, criterion_group, criterion_main, measurement::WallTime,
+};
+
+const ENTRY_SIZES: [usize; 3] = [64, 1 << 10, 16 << 10];
+const BATCHES: [u64; 3] = [1, 16, 256];
+const IN_FLIGHT: u64 = 64;
+
+/// The engine's default segment size: the raw peer preallocates files this large.
+fn segment_bytes() -> u64 {
+    Config::default().segment_bytes
+}
+
+/// Time `iters` calls of one append of `batch` entries of `entry_size` bytes, each until its
+/// callback. Entries are built outside the timed region.
+fn bench_engine_batch<C: BenchTypes>(group: &mut BenchmarkGroup<'_, WallTime>, id: &str, entry_size: usize, batch: u64)
+where
+    PostcardCodec<C>: RaftCodec<C>,
+{
+    let dir = temp_dir("append-");
+    let mut store = open_store::<C>(&dir.path().join("store"), Config::default());
+    let data = payload(entry_size);
+    let mut next = 1u64;
+    group.bench_function(id, |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let batch_entries = entries::<C>(next, batch, &data);
+                next += batch;
+                let (tx, rx) = mpsc::sync_channel(1);
+                let start = Instant::now();
+                store.append_with(batch_entries, Box::new(move |r| tx.send(r).expect("bench waits"))).expect("append");
+                rx.recv().expect("callback").expect("append durable");
+                total += start.elapsed();
+            }
+            total
+        })
+    });
+    report_stats(id, &store);
+}
+
+/// 64 single-entry appends in flight at once, timed until every callback ran.
+fn bench_engine_inflight<C: BenchTypes>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    id: &str,
+    entry_size: usize,
+    in_flight: u64,
+) where
+    PostcardCodec<C>: RaftCodec<C>,
+{
+    let dir = temp_dir("append-");
+    let mut store = open_store::<C>(&dir.path().join("store"), Config::default());
+    let data = payload(entry_size);
+    let mut next = 1u64;
+    group.bench_function(id, |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let singles: Vec<Vec<C::Entry>> = (0..in_flight).map(|k| entries::<C>(next + k, 1, &data)).collect();
+                next += in_flight;
+                let (tx, rx) = mpsc::channel();
+                let start = Instant::now();
+                for one in singles {
+                    let tx = tx.clone();
+                    store.append_with(one, Box::new(move |r| tx.send(r).expect("bench waits"))).expect("append");
+                }
+                for _ in 0..in_flight {
+                    rx.recv().expect("callback").expect("append durable");
+                }
+                total += start.elapsed();
+            }
+            total
+        })
+    });
+    report_stats(id, &store);
+}
+
+/// Print how the writer batched the appends of one benchmark (fsyncs per append), to stderr.
+fn report_stats<C: BenchTypes>(id: &str, store: &StoreOf<C>)
+where
+    PostcardCodec<C>: RaftCodec<C>,
+{
+    let s = store.stats();
+    if s.fsyncs > 0 && s.appends > 0 {
+        eprintln!(
+            "  [{id}] engine stats: {} appends, {} entries, {} fsyncs ({:.2} appends/fsync), {} group-commit batches, mean fsync {:.3} ms",
+            s.appends,
+            s.entries,
+            s.fsyncs,
+            s.appends as f64 / s.fsyncs as f64,
+            s.batches,
+            s.fsync_seconds * 1e3 / s.fsyncs as f64,
+        );
+    }
+}
+
+/// Time `iters` raw `pwrite(len bytes) + fdatasync` calls on a preallocated file.
+fn bench_raw(group: &mut BenchmarkGroup<'_, WallTime>, id: &str, len: u64) {
+    let dir = temp_dir("append-raw-");
+    let mut peer = RawPeer::new(dir.path(), segment_bytes());
+    let buf = payload(len as usize);
+    group.bench_function(id, |b| b.iter_custom(|iters| (0..iters).map(|_| peer.write_sync(&buf)).sum()));
+}
+
+fn append(c: &mut Criterion) {
+    let mut group = c.benchmark_group("append");
+    // Each iteration is at least one fsync (milliseconds): flat sampling keeps the run bounded.
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+
+    for entry_size in ENTRY_SIZES {
+        for batch in BATCHES {
+            let e = size_label(entry_size as u64);
+            group.throughput(Throughput::Bytes(entry_size as u64 * batch));
+            let id = format!("entry={e}/batch={batch}/io=sync");
+            bench_engine_batch::<TC>(&mut group, &id, entry_size, batch);
+            let id = format!("entry={e}/batch={batch}/io=sync{}", TCBytes::BLOB);
+            bench_engine_batch::<TCBytes>(&mut group, &id, entry_size, batch);
+            let on_disk = framed_bytes::<TC>(&entries::<TC>(1, batch, &payload(entry_size)));
+            bench_raw(&mut group, &format!("entry={e}/batch={batch}/io=raw"), on_disk);
+        }
+    }
+
+    let inflight_entry = 1 << 10;
+    group.throughput(Throughput::Bytes(inflight_entry as u64 * IN_FLIGHT));
+    let e = size_label(inflight_entry as u64);
+    let id = format!("entry={e}/inflight={IN_FLIGHT}/io=sync");
+    bench_engine_inflight::<TC>(&mut group, &id, inflight_entry, IN_FLIGHT);
+    let id = format!("entry={e}/inflight={IN_FLIGHT}/io=sync{}", TCBytes::BLOB);
+    bench_engine_inflight::<TCBytes>(&mut group, &id, inflight_entry, IN_FLIGHT);
+    // The inflight peer is exactly 64 KiB (the engine writes ~4% more: record framing).
+    let id = format!("entry={e}/inflight={IN_FLIGHT}/io=raw");
+    bench_raw(&mut group, &id, inflight_entry as u64 * IN_FLIGHT);
+
+    group.throughput(Throughput::Bytes(4 << 20));
+    bench_raw(&mut group, "bytes=4MiB/io=raw", 4 << 20);
+
+    group.finish();
+}
+
+criterion_group!(benches, append);
+criterion_main!(benches);
