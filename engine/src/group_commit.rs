@@ -110,23 +110,38 @@ impl Writer {
         let mut written = 0u64;
         let mut writes = 0u64;
 
-        let mut jobs = batch.drain(..).peekable();
-        while let Some(job) = jobs.next() {
+        // Completions and directory syncs do no I/O of their own: set them aside, so the writes
+        // of consecutive appends meet and become one vectored write.
+        let mut ops: Vec<Job> = Vec::with_capacity(batch.len());
+        for job in batch.drain(..) {
             match job {
+                Job::Write { .. } | Job::Remove(_) => ops.push(job),
+                Job::SyncDir(d) => {
+                    if !dirs.contains(&d) {
+                        dirs.push(d);
+                    }
+                }
+                Job::Complete { durable_end, done } => completions.push((durable_end, done)),
+                Job::Shutdown => shutdown = true,
+            }
+        }
+        let mut ops = ops.into_iter().peekable();
+        while let Some(op) = ops.next() {
+            if failure.is_some() {
+                break;
+            }
+            match op {
                 Job::Write { file, path, offset, data } => {
                     // Coalesce the following writes that continue this one in the same file.
                     let mut run: Vec<Bytes> = vec![data];
                     let mut end = offset + run[0].len() as u64;
-                    while let Some(Job::Write { file: f2, offset: o2, .. }) = jobs.peek() {
+                    while let Some(Job::Write { file: f2, offset: o2, .. }) = ops.peek() {
                         if !Arc::ptr_eq(f2, &file) || *o2 != end {
                             break;
                         }
-                        let Some(Job::Write { data: d2, .. }) = jobs.next() else { unreachable!() };
+                        let Some(Job::Write { data: d2, .. }) = ops.next() else { unreachable!() };
                         end += d2.len() as u64;
                         run.push(d2);
-                    }
-                    if failure.is_some() {
-                        continue;
                     }
                     let slices: Vec<IoSlice<'_>> = run.iter().map(|b| IoSlice::new(b)).collect();
                     match crate::io::write_all_vectored_at(&*file, &slices, offset) {
@@ -140,15 +155,7 @@ impl Writer {
                         Err(e) => failure = Some(Error::io("write", path.as_ref(), e).to_string()),
                     }
                 }
-                Job::SyncDir(d) => {
-                    if !dirs.contains(&d) {
-                        dirs.push(d);
-                    }
-                }
                 Job::Remove(p) => {
-                    if failure.is_some() {
-                        continue;
-                    }
                     match self.io.remove_file(&p) {
                         Ok(()) => {}
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -160,11 +167,10 @@ impl Writer {
                         dirs.push(d);
                     }
                 }
-                Job::Complete { durable_end, done } => completions.push((durable_end, done)),
-                Job::Shutdown => shutdown = true,
+                _ => unreachable!("only writes and removals are I/O operations"),
             }
         }
-        drop(jobs);
+        drop(ops);
 
         if failure.is_none() {
             for (f, path) in &touched {

@@ -117,12 +117,48 @@ pub(crate) fn open(
         }
     }
 
-    // Step 7: open each segment; check headers.
+    // Step 7: the newest segment's header is only made durable by the first data sync in it. A
+    // torn one (zeros, or a bad checksum) with no whole record behind it means nothing in it was
+    // ever acknowledged: remove it, and look at the one before.
+    let mut removed_last_first = None;
+    while let Some((&first, path)) = seg_paths.iter().next_back() {
+        let path = path.clone();
+        let file = io.open(&path, false).map_err(|e| Error::io("open segment", &path, e))?;
+        let len = file.len().map_err(|e| Error::io("stat", &path, e))?;
+        let probe_len = (segfmt::HEADER_LEN + record::HEADER_LEN + 64).min(len as usize);
+        let mut probe = vec![0u8; probe_len];
+        crate::io::read_exact_at(&*file, &mut probe, 0).map_err(|e| Error::io("read segment header", &path, e))?;
+        let torn = match segfmt::decode(&probe) {
+            Ok(_) => false,
+            Err(segfmt::HeaderError::Magic(found)) => found.iter().all(|&b| b == 0),
+            Err(segfmt::HeaderError::Version(_)) => false,
+            Err(segfmt::HeaderError::Checksum { .. } | segfmt::HeaderError::Short(_)) => true,
+        };
+        if !torn {
+            break;
+        }
+        if first_record_is_whole(&*file, len, first) {
+            // A whole record behind a damaged header: data was synced here; this is damage.
+            let reason = match segfmt::decode(&probe) {
+                Err(segfmt::HeaderError::Checksum { stored, computed }) => {
+                    CorruptionKind::ChecksumMismatch { stored, computed }
+                }
+                _ => CorruptionKind::Truncated { len },
+            };
+            return Err(Error::corruption(path, 0, reason));
+        }
+        tracing::warn!(path = %path.display(), "newest segment has no valid header and no records; removing it");
+        drop(file);
+        remove_segment_files(io, &path)?;
+        seg_paths.remove(&first);
+        removed_last_first = Some(first);
+    }
+
+    // Step 8: open each segment; check headers.
     let mut firsts: Vec<u64> = seg_paths.keys().copied().collect();
     let mut segments = BTreeMap::new();
     let mut active = None;
     let mut last_payload = None;
-    let mut removed_last_first = None;
     let mut i = 0;
     while i < firsts.len() {
         let first = firsts[i];
@@ -140,23 +176,20 @@ pub(crate) fn open(
             Err(segfmt::HeaderError::Version(v)) => {
                 return Err(Error::UnsupportedVersion { path, found: v, supported: crate::format::FORMAT_VERSION });
             }
-            Err(e) if is_last => {
-                // The newest segment's header is only made durable by the first data sync in it;
-                // a torn header means nothing in it was ever acknowledged.
-                tracing::warn!(path = %path.display(), error = ?e, "newest segment has no valid header; removing it");
-                drop(file);
-                remove_segment_files(io, &path)?;
-                removed_last_first = Some(first);
-                i += 1;
-                continue;
-            }
             Err(e) => {
                 let reason = match e {
                     segfmt::HeaderError::Checksum { stored, computed } => {
                         CorruptionKind::ChecksumMismatch { stored, computed }
                     }
                     segfmt::HeaderError::Short(n) => CorruptionKind::Truncated { len: n as u64 },
-                    _ => CorruptionKind::Truncated { len },
+                    segfmt::HeaderError::Magic(found) => {
+                        CorruptionKind::Undecodable(format!("zeroed header {found:02x?}"))
+                    }
+                    segfmt::HeaderError::Version(v) => CorruptionKind::HeaderMismatch {
+                        field: "version",
+                        expected: crate::format::FORMAT_VERSION as u64,
+                        found: v as u64,
+                    },
                 };
                 return Err(Error::corruption(path, 0, reason));
             }
@@ -182,16 +215,22 @@ pub(crate) fn open(
                 }
                 Err(short) => {
                     // Entries are missing at the end of a segment that has newer ones after it.
-                    // If this segment was never sealed, no newer segment was either, and no whole
-                    // record follows the damage, the log was torn across a segment roll: nothing
-                    // after the tear was ever acknowledged (callbacks complete in order, after
-                    // the sync of every file in the batch). Drop the newer segments and repair
-                    // this one as the last. Anything else is damage.
-                    let later_sealed = firsts[i + 1..]
-                        .iter()
-                        .any(|f| index_is_sealed(io, &dir.join(LOG_DIR).join(idxfmt::file_name(*f)), *f));
-                    let successor = valid_successor(&map, short.offset, short.found);
-                    if short.was_sealed || later_sealed || successor.is_some() {
+                    // If the newer segments hold no whole record, this segment's index was never
+                    // sealed, and no whole record follows the damage, the log was torn across a
+                    // segment roll (a crash between the write to this segment and the first
+                    // write to the next): nothing after the tear was acknowledged, because
+                    // callbacks complete in order after every file of the batch is synced. Drop
+                    // the newer segments and repair this one as the last. Anything else is
+                    // damage, and refused.
+                    let mut later_has_records = false;
+                    for f in &firsts[i + 1..] {
+                        let p = &seg_paths[f];
+                        let file = io.open(p, false).map_err(|e| Error::io("open segment", p, e))?;
+                        let len = file.len().map_err(|e| Error::io("stat", p, e))?;
+                        later_has_records |= first_record_is_whole(&*file, len, *f);
+                    }
+                    let successor = valid_successor(&map, short.offset, short.found, &short.reason);
+                    if short.was_sealed || later_has_records || successor.is_some() {
                         return Err(Error::corruption(path, short.offset, short.reason));
                     }
                     tracing::warn!(
@@ -211,13 +250,13 @@ pub(crate) fn open(
 
         // Step 8: the last segment is scanned whole: its index was never synced, and its tail
         // may be torn.
-        if len < config.segment_bytes.max(segfmt::HEADER_LEN as u64 + 8) && len < config.segment_bytes {
+        if len < config.segment_bytes {
             file.allocate(config.segment_bytes).map_err(|e| Error::io("fallocate", &path, e))?;
         }
         let map = file.map().map_err(|e| Error::io("mmap", &path, e))?;
         let s = scan(&map, first, header.crc, None);
         if let Some((off, kind)) = &s.damage {
-            if let Some(next_off) = valid_successor(&map, *off, first + s.offsets.len() as u64) {
+            if let Some(next_off) = valid_successor(&map, *off, first + s.offsets.len() as u64, kind) {
                 return Err(Error::corruption(
                     path,
                     *off,
@@ -305,18 +344,28 @@ fn remove_segment_files(io: &dyn Io, seg: &Path) -> Result<()> {
 }
 
 /// After damage at `off`, is there a whole record with index `damaged_index + 1` that chains to
-/// the damaged record's stored checksum? Then the damage is inside acknowledged data.
-pub(crate) fn valid_successor(bytes: &[u8], off: u64, damaged_index: u64) -> Option<u64> {
+/// the damaged record (its stored checksum, or the checksum of its bytes as they are, in case the
+/// stored checksum is what was hit)? Then the damage is inside acknowledged data.
+///
+/// A record that passes its own checks but does not continue the chain (or holds another index)
+/// is stale, left behind a truncation or a torn tail, and marks a clean end: no successor is
+/// looked for.
+pub(crate) fn valid_successor(bytes: &[u8], off: u64, damaged_index: u64, why: &CorruptionKind) -> Option<u64> {
+    if matches!(why, CorruptionKind::BrokenChain { .. } | CorruptionKind::IndexMismatch { .. }) {
+        return None;
+    }
     let o = off as usize;
     if o + record::HEADER_LEN > bytes.len() {
         return None;
     }
     let damaged = record::RecordHeader::decode(&bytes[o..]);
+    let end = o + record::HEADER_LEN + damaged.len as usize;
+    let recomputed = (damaged.len > 0 && end <= bytes.len()).then(|| record::checksum(&bytes[o..end]));
     let mut p = o + 8;
     while p + record::HEADER_LEN <= bytes.len() {
         if crate::format::u64_at(bytes, p + record::INDEX_OFF) == damaged_index + 1
             && let Ok((_, h)) = check_record(bytes, p as u64)
-            && h.prev_crc == damaged.crc
+            && (h.prev_crc == damaged.crc || Some(h.prev_crc) == recomputed)
         {
             return Some(p as u64);
         }
@@ -396,12 +445,23 @@ struct Short {
     was_sealed: bool,
 }
 
-/// Whether the index at `path` says its segment was sealed (and so was synced in full).
-fn index_is_sealed(io: &dyn Io, path: &Path, first: u64) -> bool {
-    let Ok(f) = io.open_read(path) else { return false };
-    let mut b = [0u8; idxfmt::HEADER_LEN];
-    crate::io::read_exact_at(&*f, &mut b, 0).is_ok()
-        && idxfmt::decode(&b).is_some_and(|h| h.state == idxfmt::STATE_SEALED && h.first_index == first)
+/// Whether the segment file holds a whole first record for entry `first` at the first record
+/// offset (checked by its own checksum; the header may be damaged).
+fn first_record_is_whole(file: &dyn IoFile, len: u64, first: u64) -> bool {
+    let start = segfmt::HEADER_LEN as u64;
+    if len < start + record::HEADER_LEN as u64 {
+        return false;
+    }
+    let mut h = [0u8; record::HEADER_LEN];
+    if crate::io::read_exact_at(file, &mut h, start).is_err() {
+        return false;
+    }
+    let rh = record::RecordHeader::decode(&h);
+    if rh.len == 0 || rh.index != first || start + (record::HEADER_LEN as u64) + rh.len as u64 > len {
+        return false;
+    }
+    let mut rec = vec![0u8; record::HEADER_LEN + rh.len as usize];
+    crate::io::read_exact_at(file, &mut rec, start).is_ok() && record::checksum(&rec) == rh.crc
 }
 
 /// Read (or create) the meta file. Returns (file, newest body, its sequence, slot to write next).
@@ -413,6 +473,7 @@ fn open_meta(io: &dyn Io, dir: &Path, path: &Path) -> Result<(Arc<dyn IoFile>, m
     let mut best: Option<(u64, metafmt::MetaSlot)> = None;
     let mut damaged = None;
     let mut empty = 0;
+    let mut foreign: Option<Error> = None;
     for slot in 0..2u64 {
         let start = (slot as usize * metafmt::SLOT_LEN).min(buf.len());
         let end = ((slot as usize + 1) * metafmt::SLOT_LEN).min(buf.len());
@@ -423,8 +484,10 @@ fn open_meta(io: &dyn Io, dir: &Path, path: &Path) -> Result<(Arc<dyn IoFile>, m
                 }
             }
             Err(metafmt::SlotError::Empty) => empty += 1,
+            // A wrong magic or version in one slot is only fatal when no slot is valid: one torn
+            // write can garble the slot it was writing.
             Err(metafmt::SlotError::Magic) => {
-                return Err(Error::BadMagic {
+                foreign.get_or_insert(Error::BadMagic {
                     path: path.to_path_buf(),
                     kind: "meta",
                     expected: "CFLXMETA",
@@ -432,7 +495,7 @@ fn open_meta(io: &dyn Io, dir: &Path, path: &Path) -> Result<(Arc<dyn IoFile>, m
                 });
             }
             Err(metafmt::SlotError::Version(v)) => {
-                return Err(Error::UnsupportedVersion {
+                foreign.get_or_insert(Error::UnsupportedVersion {
                     path: path.to_path_buf(),
                     found: v,
                     supported: crate::format::FORMAT_VERSION,
@@ -444,6 +507,9 @@ fn open_meta(io: &dyn Io, dir: &Path, path: &Path) -> Result<(Arc<dyn IoFile>, m
     match best {
         Some((slot, s)) => Ok((file, s.body, s.sequence, slot ^ 1)),
         None => {
+            if let Some(e) = foreign {
+                return Err(e);
+            }
             // One slot torn and the other never written: only the very first write (the empty
             // state written at creation) ever happened, so nothing was acknowledged. Both slots
             // damaged is damage: refuse rather than guess.

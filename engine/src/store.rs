@@ -52,6 +52,8 @@ pub struct LogStore<C: RaftTypeConfig, K: RaftCodec<C>> {
     meta_path: Arc<PathBuf>,
     meta_seq: u64,
     meta_next_slot: u64,
+    /// `save_committed` changed the committed id since the last meta write.
+    committed_dirty: bool,
 }
 
 /// A read handle: cheap to clone, reads entries appended by the store at once.
@@ -110,7 +112,7 @@ where
         let stats = Arc::new(Stats::default());
         let (active, next_offset, last_crc, active_next) = match rec.active {
             Some((seg, off, crc, next)) => (Some(seg), off, crc, next),
-            None => (None, 0, 0, 0),
+            None => (None, 0, 0, next_index),
         };
         let shared = Arc::new(Shared {
             dir: dir.clone(),
@@ -165,6 +167,7 @@ where
             meta_path: Arc::new(rec.meta_path),
             meta_seq: rec.meta_seq,
             meta_next_slot: rec.meta_next_slot,
+            committed_dirty: false,
         })
     }
 
@@ -221,34 +224,7 @@ where
 
     /// Queue a durable write of the meta state and wait for it.
     async fn write_meta(&mut self) -> Result<()> {
-        let body = {
-            let m = self.shared.meta.lock();
-            let mut body = metafmt::MetaBody::default();
-            if let Some(v) = &m.vote {
-                let mut b = Vec::new();
-                K::encode_vote(v, &mut b).map_err(codec_err)?;
-                body.vote = Some(b);
-            }
-            for (src, dst) in [(&m.committed, &mut body.committed), (&m.purged, &mut body.purged)] {
-                if let Some(l) = src {
-                    let mut b = Vec::new();
-                    K::encode_log_id(l, &mut b).map_err(codec_err)?;
-                    *dst = Some(b);
-                }
-            }
-            body
-        };
-        self.meta_seq += 1;
-        let slot = metafmt::encode(self.meta_seq, &body)
-            .ok_or_else(|| Error::Codec(CodecError("vote and log ids do not fit in a meta slot".into())))?;
-        let offset = self.meta_next_slot * metafmt::SLOT_LEN as u64;
-        self.meta_next_slot ^= 1;
-        self.send(Job::Write {
-            file: self.meta_file.clone(),
-            path: self.meta_path.clone(),
-            offset,
-            data: Bytes::from(slot),
-        })?;
+        self.queue_meta()?;
         self.barrier().await
     }
 
@@ -327,8 +303,8 @@ where
             items.push(e);
         }
         if items.is_empty() {
-            done(Ok(()));
-            return Ok(());
+            // Still ordered behind everything queued: "durable" means what it says.
+            return self.send(Job::Complete { durable_end: None, done });
         }
 
         // Phase 2: place each record, chain it, index it.
@@ -500,6 +476,44 @@ where
     }
 }
 
+impl<C: RaftTypeConfig, K: RaftCodec<C>> LogStore<C, K> {
+    /// Queue a write of the meta state (vote, committed, purged) to the slot not holding the
+    /// newest record; durable when the next completion runs.
+    fn queue_meta(&mut self) -> Result<()> {
+        let body = {
+            let m = self.shared.meta.lock();
+            let mut body = metafmt::MetaBody::default();
+            if let Some(v) = &m.vote {
+                let mut b = Vec::new();
+                K::encode_vote(v, &mut b).map_err(codec_err)?;
+                body.vote = Some(b);
+            }
+            for (src, dst) in [(&m.committed, &mut body.committed), (&m.purged, &mut body.purged)] {
+                if let Some(l) = src {
+                    let mut b = Vec::new();
+                    K::encode_log_id(l, &mut b).map_err(codec_err)?;
+                    *dst = Some(b);
+                }
+            }
+            body
+        };
+        self.meta_seq += 1;
+        let slot = metafmt::encode(self.meta_seq, &body)
+            .ok_or_else(|| Error::Codec(CodecError("vote and log ids do not fit in a meta slot".into())))?;
+        let offset = self.meta_next_slot * metafmt::SLOT_LEN as u64;
+        self.meta_next_slot ^= 1;
+        self.committed_dirty = false;
+        self.tx
+            .send(Job::Write {
+                file: self.meta_file.clone(),
+                path: self.meta_path.clone(),
+                offset,
+                data: Bytes::from(slot),
+            })
+            .map_err(|_| Error::WriterGone)
+    }
+}
+
 fn bounds(range: impl RangeBounds<u64>) -> (u64, u64) {
     let lo = match range.start_bound() {
         Bound::Included(&x) => x,
@@ -516,6 +530,11 @@ fn bounds(range: impl RangeBounds<u64>) -> (u64, u64) {
 
 impl<C: RaftTypeConfig, K: RaftCodec<C>> Drop for LogStore<C, K> {
     fn drop(&mut self) {
+        // Persist the committed log id on a clean close (it is otherwise written only with the
+        // vote and the purge point); the writer finishes the queue before it stops.
+        if self.committed_dirty && self.shared.poison.check().is_ok() {
+            let _ = self.queue_meta();
+        }
         let _ = self.tx.send(Job::Shutdown);
         if let Some(w) = self.writer.take() {
             let _ = w.join();
@@ -585,6 +604,7 @@ where
         // Kept in memory and persisted with the next meta write: a stale committed id only means
         // re-applying a little more at startup.
         self.shared.meta.lock().committed = committed;
+        self.committed_dirty = true;
         Ok(())
     }
 

@@ -108,7 +108,11 @@ pub fn verify(io: &dyn Io, dir: &Path) -> Result<VerifyReport> {
         let header = match segfmt::decode(&s.bytes) {
             Ok(h) => h,
             Err(e) => {
-                if next_first.is_none() {
+                let torn = matches!(e, segfmt::HeaderError::Checksum { .. } | segfmt::HeaderError::Short(_))
+                    || matches!(&e, segfmt::HeaderError::Magic(m) if m.iter().all(|&b| b == 0));
+                let first_whole = crate::segment::check_record(&s.bytes, segfmt::HEADER_LEN as u64)
+                    .is_ok_and(|(_, h)| h.index == s.first);
+                if next_first.is_none() && torn && !first_whole {
                     report.notes.push(format!(
                         "{}: newest segment has no valid header ({e:?}); open removes it",
                         s.path.display()
@@ -146,7 +150,7 @@ pub fn verify(io: &dyn Io, dir: &Path) -> Result<VerifyReport> {
             }
             (None, Some((off, k))) => {
                 let next = s.first + sc.offsets.len() as u64;
-                match valid_successor(&s.bytes, *off, next) {
+                match valid_successor(&s.bytes, *off, next, k) {
                     Some(at) => report.problems.push(Problem {
                         file: s.path.clone(),
                         offset: *off,
