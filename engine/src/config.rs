@@ -27,6 +27,9 @@ pub struct Config {
     pub tail_cache_bytes: usize,
     /// Most bytes one group commit writes before it syncs and completes callbacks. Default 16 MiB.
     pub max_batch_bytes: usize,
+    /// About how many bytes of entries one bounded read returns (`limited_get_log_entries`,
+    /// each step of `entries_stream`). Default 4 MiB.
+    pub read_batch_bytes: usize,
     /// How new segments are preallocated.
     pub preallocate: Preallocate,
     /// The I/O backend (the seam tests plug faults into).
@@ -40,6 +43,7 @@ impl Default for Config {
             max_entry_bytes: 16 << 20,
             tail_cache_bytes: 64 << 20,
             max_batch_bytes: 16 << 20,
+            read_batch_bytes: 4 << 20,
             preallocate: Preallocate::Fallocate,
             io: Arc::new(StdIo),
         }

@@ -26,6 +26,23 @@ pub(crate) enum JanitorJob {
     Shutdown,
 }
 
+/// Reserve `bytes` for a new segment file, the way `mode` says.
+pub(crate) fn preallocate(f: &dyn crate::io::IoFile, bytes: u64, mode: Preallocate) -> std::io::Result<()> {
+    match mode {
+        Preallocate::Fallocate => f.allocate(bytes),
+        Preallocate::ZeroFill => {
+            let zeros = vec![0u8; 1 << 20];
+            let mut off = 0;
+            while off < bytes {
+                let n = (bytes - off).min(zeros.len() as u64) as usize;
+                crate::io::write_all_at(f, &zeros[..n], off)?;
+                off += n as u64;
+            }
+            Ok(())
+        }
+    }
+}
+
 pub(crate) struct Janitor {
     pub rx: Receiver<JanitorJob>,
     pub io: Arc<dyn Io>,
@@ -89,18 +106,7 @@ impl Janitor {
         let p = self.log_dir.join(format!("spare-{n}.seg.tmp"));
         let f = self.io.open(&p, true)?;
         f.set_len(0)?;
-        match self.preallocate {
-            Preallocate::Fallocate => f.allocate(self.segment_bytes)?,
-            Preallocate::ZeroFill => {
-                let zeros = vec![0u8; 1 << 20];
-                let mut off = 0;
-                while off < self.segment_bytes {
-                    let n = (self.segment_bytes - off).min(zeros.len() as u64) as usize;
-                    crate::io::write_all_at(&*f, &zeros[..n], off)?;
-                    off += n as u64;
-                }
-            }
-        }
+        preallocate(&*f, self.segment_bytes, self.preallocate)?;
         f.sync_data()?;
         Ok(p)
     }

@@ -42,6 +42,7 @@ impl Segment {
         log_dir: &Path,
         first_index: u64,
         bytes: u64,
+        mode: crate::config::Preallocate,
         spare: Option<PathBuf>,
     ) -> Result<Segment> {
         let path = log_dir.join(segfmt::file_name(first_index));
@@ -51,7 +52,7 @@ impl Segment {
                 let p = log_dir.join(format!("{first_index:020}.seg.tmp"));
                 let f = io.open(&p, true).map_err(|e| Error::io("create segment", &p, e))?;
                 f.set_len(0).map_err(|e| Error::io("truncate segment", &p, e))?;
-                f.allocate(bytes).map_err(|e| Error::io("fallocate", &p, e))?;
+                crate::janitor::preallocate(&*f, bytes, mode).map_err(|e| Error::io("preallocate", &p, e))?;
                 p
             }
         };

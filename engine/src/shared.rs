@@ -14,6 +14,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::codec::RaftCodec;
 use crate::config::Config;
 use crate::error::{CorruptionKind, Error, Result};
+use crate::format::record;
 use crate::group_commit::Poison;
 use crate::io::IoFile;
 use crate::segment::Segment;
@@ -50,6 +51,13 @@ where
     /// Entries in `[lo, hi)` that the log holds (purged and future indexes are skipped), from the
     /// in-memory tail where cached and from the segments otherwise.
     pub fn read_range(&self, lo: u64, hi: u64) -> Result<Vec<C::Entry>> {
+        self.read_range_limited(lo, hi, usize::MAX)
+    }
+
+    /// Like [`Shared::read_range`], but stops once about `budget` bytes of records are read
+    /// (always at least one entry when the range holds one): replication and streaming read in
+    /// bounded batches instead of loading a whole range.
+    pub fn read_range_limited(&self, lo: u64, hi: u64, budget: usize) -> Result<Vec<C::Entry>> {
         let purged_end = self.meta.lock().purged.as_ref().map(|p| p.index + 1).unwrap_or(0);
         let lo = lo.max(purged_end);
         let (lo, cache_first, hi, cached) = {
@@ -62,18 +70,30 @@ where
                 return Ok(Vec::new());
             }
             let first = tail.first().max(lo);
-            (lo, first, hi, tail.range(first, hi))
+            (lo, first, hi, tail.range_limited(first, hi, budget))
         };
         let disk_hi = cache_first.min(hi);
-        let mut out = Vec::with_capacity((hi - lo) as usize);
+        let mut out = Vec::with_capacity(((hi - lo) as usize).min(4096));
+        let mut used = 0;
         if lo < disk_hi {
-            self.read_disk(lo, disk_hi, &mut out)?;
+            used = self.read_disk(lo, disk_hi, &mut out, budget)?;
+            if used >= budget || (out.len() as u64) < disk_hi - lo {
+                return Ok(out);
+            }
         }
-        out.extend(cached);
+        for (e, size) in cached {
+            if used >= budget && !out.is_empty() {
+                break;
+            }
+            used += size as usize;
+            out.push(e);
+        }
         Ok(out)
     }
 
-    fn read_disk(&self, lo: u64, hi: u64, out: &mut Vec<C::Entry>) -> Result<()> {
+    /// Read `[lo, hi)` from the segments; returns the record bytes read. Stops at `budget`.
+    fn read_disk(&self, lo: u64, hi: u64, out: &mut Vec<C::Entry>, budget: usize) -> Result<usize> {
+        let mut used = 0usize;
         let segs: Vec<Arc<Segment>> = {
             let map = self.segments.read();
             let start = map.range(..=lo).next_back().map(|(k, _)| *k).unwrap_or(lo);
@@ -115,8 +135,12 @@ where
                 ));
             }
             out.push(entry);
+            used += record::framed_len(payload.len()) as usize;
             i += 1;
+            if used >= budget {
+                break;
+            }
         }
-        Ok(())
+        Ok(used)
     }
 }

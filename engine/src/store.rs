@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 
 use bytes::Bytes;
 use crossbeam_channel::Sender;
+use futures_util::{Stream, StreamExt};
 use openraft::alias::{LogIdOf, VoteOf};
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
@@ -252,7 +253,15 @@ where
         }
         let io = &*self.shared.config.io;
         let spare = self.spare.lock().take();
-        let seg = Arc::new(Segment::create(io, &self.shared.log_dir, index, self.shared.config.segment_bytes, spare)?);
+        let config = &self.shared.config;
+        let seg = Arc::new(Segment::create(
+            io,
+            &self.shared.log_dir,
+            index,
+            config.segment_bytes,
+            config.preallocate,
+            spare,
+        )?);
         self.shared.segments.write().insert(index, seg.clone());
         self.send(Job::SyncDir(self.shared.log_dir.clone()))?;
         self.next_offset = segfmt::HEADER_LEN as u64;
@@ -420,6 +429,13 @@ where
                     self.next_offset = last_off + framed;
                 }
                 self.active_next = t;
+                // In use again: its index no longer proves anything until it is sealed anew.
+                seg.index.write_header(&crate::format::index::IndexHeader {
+                    state: crate::format::index::STATE_OPEN,
+                    first_index: seg.first_index,
+                    count: 0,
+                    last_crc: 0,
+                });
                 self.active = Some(seg);
             }
             None => {
@@ -514,6 +530,41 @@ impl<C: RaftTypeConfig, K: RaftCodec<C>> LogStore<C, K> {
     }
 }
 
+/// Stream `range` in bounded batches (`read_batch_bytes` each), reading the next batch only when
+/// the consumer gets to it, instead of loading the whole range first.
+fn entries_stream<C, K>(
+    shared: Arc<Shared<C, K>>,
+    range: impl RangeBounds<u64>,
+) -> impl Stream<Item = EntriesStreamResult<C>> + OptionalSend
+where
+    C: RaftTypeConfig,
+    C::Entry: Clone,
+    K: RaftCodec<C>,
+{
+    let (lo, hi) = bounds(range);
+    let batches = futures_util::stream::unfold(Some(lo), move |next| {
+        let shared = shared.clone();
+        async move {
+            let lo = next?;
+            if lo >= hi {
+                return None;
+            }
+            match shared.read_range_limited(lo, hi, shared.config.read_batch_bytes) {
+                Ok(batch) if batch.is_empty() => None,
+                Ok(batch) => {
+                    let after = batch.last().map(|e| e.index() + 1);
+                    Some((futures_util::stream::iter(batch.into_iter().map(Ok).collect::<Vec<_>>()), after))
+                }
+                Err(e) => Some((futures_util::stream::iter(vec![Err(std::io::Error::from(e))]), None)),
+            }
+        }
+    });
+    batches.flatten()
+}
+
+/// What `entries_stream` yields (openraft does not export its alias).
+type EntriesStreamResult<C> = std::result::Result<<C as RaftTypeConfig>::Entry, std::io::Error>;
+
 fn bounds(range: impl RangeBounds<u64>) -> (u64, u64) {
     let lo = match range.start_bound() {
         Bound::Included(&x) => x,
@@ -550,6 +601,17 @@ impl<C: RaftTypeConfig, K: RaftCodec<C>> RaftLogReader<C> for LogReader<C, K>
 where
     C::Entry: Clone,
 {
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> std::io::Result<Vec<C::Entry>> {
+        Ok(self.shared.read_range_limited(start, end, self.shared.config.read_batch_bytes)?)
+    }
+
+    async fn entries_stream<RB>(&mut self, range: RB) -> impl Stream<Item = EntriesStreamResult<C>> + OptionalSend
+    where
+        RB: RangeBounds<u64> + Clone + Debug + OptionalSend,
+    {
+        entries_stream(self.shared.clone(), range)
+    }
+
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
@@ -567,6 +629,17 @@ impl<C: RaftTypeConfig, K: RaftCodec<C>> RaftLogReader<C> for LogStore<C, K>
 where
     C::Entry: Clone,
 {
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> std::io::Result<Vec<C::Entry>> {
+        Ok(self.shared.read_range_limited(start, end, self.shared.config.read_batch_bytes)?)
+    }
+
+    async fn entries_stream<RB>(&mut self, range: RB) -> impl Stream<Item = EntriesStreamResult<C>> + OptionalSend
+    where
+        RB: RangeBounds<u64> + Clone + Debug + OptionalSend,
+    {
+        entries_stream(self.shared.clone(), range)
+    }
+
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,

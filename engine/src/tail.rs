@@ -46,6 +46,7 @@ impl<E: Clone> Tail<E> {
     }
 
     /// Clones of the cached entries in `[lo, hi)`.
+    #[cfg(test)]
     pub fn range(&self, lo: u64, hi: u64) -> Vec<E> {
         let lo = lo.max(self.first);
         let hi = hi.min(self.end());
@@ -55,6 +56,24 @@ impl<E: Clone> Tail<E> {
         let a = (lo - self.first) as usize;
         let b = (hi - self.first) as usize;
         self.entries.range(a..b).map(|c| c.entry.clone()).collect()
+    }
+
+    /// Clones of the cached entries in `[lo, hi)` with their framed sizes, stopping once `budget`
+    /// bytes are taken (at least one entry is taken when there is one).
+    pub fn range_limited(&self, lo: u64, hi: u64, budget: usize) -> Vec<(E, u32)> {
+        let lo = lo.max(self.first);
+        let hi = hi.min(self.end());
+        let mut out = Vec::new();
+        let mut used = 0usize;
+        for i in lo..hi {
+            if used >= budget && !out.is_empty() {
+                break;
+            }
+            let c = &self.entries[(i - self.first) as usize];
+            used += c.size as usize;
+            out.push((c.entry.clone(), c.size));
+        }
+        out
     }
 
     /// The chain value entry `index` was written with, if it is cached.
