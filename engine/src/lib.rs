@@ -25,6 +25,7 @@ pub mod config;
 pub mod error;
 pub mod format;
 pub mod io;
+pub mod snapshot;
 pub mod stats;
 pub mod tools;
 

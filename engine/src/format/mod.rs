@@ -7,6 +7,7 @@ pub mod index;
 pub mod meta;
 pub mod record;
 pub mod segment;
+pub mod snapshot;
 
 /// The format version every file header carries. Bump it (and keep a reader for the old one, or
 /// refuse it with [`crate::Error::UnsupportedVersion`]) whenever a byte changes meaning.
