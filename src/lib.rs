@@ -1,0 +1,9 @@
+//! # conflux
+//!
+//! A Raft storage node speaking the etcd v3 API, on its own segmented log engine
+//! (`conflux-engine`). This crate holds the node: the MVCC state machine ([`mvcc`],
+//! [`state_machine`]), its Raft type configuration ([`types`]), and the operator tools of the
+//! `conflux` binary. Design: `docs/architecture.md`; file formats: `docs/format.md`.
+#![forbid(unsafe_code)]
+
+pub mod mvcc;

@@ -1,0 +1,16 @@
+//! The MVCC key-value store: etcd v3's data model (a global revision; per key its create and mod
+//! revisions, version, value and lease; deletes as tombstones until compaction), lock-free for
+//! readers. The design is in `docs/architecture.md#state-machine`.
+
+mod compact;
+mod error;
+mod read;
+pub mod request;
+pub mod snapshot;
+mod store;
+mod write;
+
+pub use error::MvccError;
+pub use request::*;
+pub use store::{INITIAL_REVISION, Store};
+pub use write::DEFAULT_MAX_TXN_OPS;

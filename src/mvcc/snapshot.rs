@@ -1,0 +1,208 @@
+//! The store's snapshot body: every retained version at one revision, streamed. The engine's
+//! snapshot container (`conflux_engine::snapshot`) wraps it in a checksummed, zstd-compressed
+//! file; this module only defines the bytes inside. Format in `docs/format.md#state-machine-snapshot-body`.
+//!
+//! ```text
+//! magic "CFXMVCC1"
+//! version*:  0x01 | key_len u32 | key | mod_rev u64 | create_rev u64 | version u64 | lease i64
+//!                 | tombstone u8 | value_len u32 | value
+//! end:       0x00 | count u64 | revision u64 | compacted u64
+//! ```
+//! All integers little-endian. Versions come in the store's order (key ascending, revision
+//! descending).
+
+use std::io::{self, Read, Write};
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::store::{Store, VKey, Version};
+
+/// Magic at the start of the body.
+pub const MAGIC: &[u8; 8] = b"CFXMVCC1";
+const TAG_VERSION: u8 = 1;
+const TAG_END: u8 = 0;
+/// Largest key or value accepted when reading (guards allocations on damaged input).
+pub const MAX_FIELD: usize = 64 << 20;
+
+/// What the snapshot container's `app_meta` holds for the store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreMeta {
+    /// The revision the snapshot is at.
+    pub revision: u64,
+    /// The compacted revision at that point.
+    pub compacted: u64,
+    /// Live keys at `revision`.
+    pub keys: u64,
+    /// Versions written.
+    pub versions: u64,
+}
+
+/// A snapshot body that does not decode.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotBodyError {
+    /// Reading failed (including a checksum failure reported by the container).
+    #[error("reading snapshot body: {0}")]
+    Io(#[from] io::Error),
+    /// The bytes are not a store snapshot.
+    #[error("snapshot body is malformed at byte {offset}: {what}")]
+    Malformed {
+        /// Offset in the decompressed body.
+        offset: u64,
+        /// What was wrong.
+        what: String,
+    },
+}
+
+impl Store {
+    /// Write every version at or below the current revision to `out`. Apply and readers go on;
+    /// physical compaction waits until the build is done. Returns what was written.
+    ///
+    /// # Errors
+    /// Errors of `out`.
+    pub fn write_snapshot(&self, out: &mut impl Write) -> io::Result<StoreMeta> {
+        let _guard = self.compaction.lock();
+        let revision = self.revision();
+        let compacted = self.compacted_revision();
+        out.write_all(MAGIC)?;
+        let mut versions = 0u64;
+        let mut keys = 0u64;
+        let mut last_key: Option<Bytes> = None;
+        let mut rec = Vec::with_capacity(256);
+        for e in self.map.iter() {
+            let vk = e.key();
+            if vk.rev > revision {
+                continue;
+            }
+            let v = e.value();
+            if last_key.as_ref() != Some(&vk.key) {
+                // First version at or below `revision` of a new key: the key's state there.
+                if !v.tombstone {
+                    keys += 1;
+                }
+                last_key = Some(vk.key.clone());
+            }
+            rec.clear();
+            rec.push(TAG_VERSION);
+            rec.extend_from_slice(&(vk.key.len() as u32).to_le_bytes());
+            rec.extend_from_slice(&vk.key);
+            rec.extend_from_slice(&vk.rev.to_le_bytes());
+            rec.extend_from_slice(&v.create.to_le_bytes());
+            rec.extend_from_slice(&v.version.to_le_bytes());
+            rec.extend_from_slice(&v.lease.to_le_bytes());
+            rec.push(v.tombstone as u8);
+            rec.extend_from_slice(&(v.value.len() as u32).to_le_bytes());
+            out.write_all(&rec)?;
+            out.write_all(&v.value)?;
+            versions += 1;
+        }
+        let mut end = vec![TAG_END];
+        end.extend_from_slice(&versions.to_le_bytes());
+        end.extend_from_slice(&revision.to_le_bytes());
+        end.extend_from_slice(&compacted.to_le_bytes());
+        out.write_all(&end)?;
+        Ok(StoreMeta { revision, compacted, keys, versions })
+    }
+
+    /// Build a store from a snapshot body.
+    ///
+    /// # Errors
+    /// [`SnapshotBodyError`] naming the offset of what does not decode.
+    pub fn read_snapshot(input: &mut impl Read) -> Result<(Store, StoreMeta), SnapshotBodyError> {
+        let mut r = Counting { inner: input, offset: 0 };
+        let bad = |offset: u64, what: &str| SnapshotBodyError::Malformed { offset, what: what.to_string() };
+        let mut magic = [0u8; 8];
+        r.read_exact(&mut magic)?;
+        if &magic != MAGIC {
+            return Err(bad(0, "not a store snapshot (bad magic)"));
+        }
+        let store = Store::new();
+        let mut versions = 0u64;
+        let mut keys = 0i64;
+        let mut last_key: Option<Bytes> = None;
+        let mut prev: Option<VKey> = None;
+        loop {
+            let at = r.offset;
+            match r.u8()? {
+                TAG_END => break,
+                TAG_VERSION => {}
+                t => return Err(bad(at, &format!("unknown record tag {t}"))),
+            }
+            let key = r.field()?.ok_or_else(|| bad(at, "key longer than the limit"))?;
+            let rev = r.u64()?;
+            let create = r.u64()?;
+            let version = r.u64()?;
+            let lease = r.u64()? as i64;
+            let tombstone = match r.u8()? {
+                0 => false,
+                1 => true,
+                x => return Err(bad(at, &format!("tombstone flag {x}"))),
+            };
+            let value = r.field()?.ok_or_else(|| bad(at, "value longer than the limit"))?;
+            let vk = VKey { key: key.clone(), rev };
+            if prev.as_ref().is_some_and(|p| *p >= vk) {
+                return Err(bad(at, "versions out of order"));
+            }
+            if last_key.as_ref() != Some(&key) {
+                if !tombstone {
+                    keys += 1;
+                }
+                last_key = Some(key.clone());
+            }
+            store.map.insert(vk.clone(), Version { create, version, lease, value, tombstone });
+            prev = Some(vk);
+            versions += 1;
+        }
+        let at = r.offset;
+        let count = r.u64()?;
+        let revision = r.u64()?;
+        let compacted = r.u64()?;
+        if count != versions {
+            return Err(bad(at, &format!("trailer says {count} versions, body holds {versions}")));
+        }
+        if prev.as_ref().is_some_and(|p| p.rev > revision) || compacted > revision {
+            return Err(bad(at, "revisions past the snapshot's revision"));
+        }
+        store.rev.store(revision, Ordering::Release);
+        store.compacted.store(compacted, Ordering::Release);
+        store.physically_compacted.store(0, Ordering::Release);
+        store.keys.store(keys, Ordering::Release);
+        Ok((store, StoreMeta { revision, compacted, keys: keys as u64, versions }))
+    }
+}
+
+struct Counting<'a, R> {
+    inner: &'a mut R,
+    offset: u64,
+}
+
+impl<R: Read> Counting<'_, R> {
+    fn read_exact(&mut self, b: &mut [u8]) -> io::Result<()> {
+        self.inner.read_exact(b)?;
+        self.offset += b.len() as u64;
+        Ok(())
+    }
+    fn u8(&mut self) -> io::Result<u8> {
+        let mut b = [0u8; 1];
+        self.read_exact(&mut b)?;
+        Ok(b[0])
+    }
+    fn u64(&mut self) -> io::Result<u64> {
+        let mut b = [0u8; 8];
+        self.read_exact(&mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+    /// A u32-length-prefixed field; `None` when the length is over [`MAX_FIELD`].
+    fn field(&mut self) -> io::Result<Option<Bytes>> {
+        let mut b = [0u8; 4];
+        self.read_exact(&mut b)?;
+        let len = u32::from_le_bytes(b) as usize;
+        if len > MAX_FIELD {
+            return Ok(None);
+        }
+        let mut v = vec![0u8; len];
+        self.read_exact(&mut v)?;
+        Ok(Some(Bytes::from(v)))
+    }
+}

@@ -1,0 +1,287 @@
+//! The multi-version store: every version of every key in one lock-free ordered map, keyed by
+//! (key ascending, revision descending), so "the newest version of `k` at or below revision `R`"
+//! is one seek to (`k`, `R`).
+//!
+//! Readers never lock and never wait for apply: they load the published revision `R` and ignore
+//! every version above it, so a write in progress (inserted at `R + 1`) is invisible until apply
+//! publishes `R + 1` after the whole request. Compaction publishes the new compacted revision
+//! first and removes versions after; a reader re-checks the compacted revision after reading, so
+//! it never returns a state with versions missing.
+
+use std::cmp::Ordering as CmpOrdering;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use bytes::Bytes;
+use crossbeam_skiplist::SkipMap;
+use parking_lot::Mutex;
+
+use super::error::MvccError;
+use super::request::KeyValue;
+
+/// Position of a version in the map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct VKey {
+    pub key: Bytes,
+    /// The version's `mod_revision`.
+    pub rev: u64,
+}
+
+impl Ord for VKey {
+    fn cmp(&self, other: &Self) -> CmpOrdering {
+        self.key.cmp(&other.key).then(other.rev.cmp(&self.rev))
+    }
+}
+
+impl PartialOrd for VKey {
+    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// One version of a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Version {
+    pub create: u64,
+    pub version: u64,
+    pub lease: i64,
+    pub value: Bytes,
+    /// A delete: the key does not exist from this revision on.
+    pub tombstone: bool,
+}
+
+impl Version {
+    pub fn to_kv(&self, key: &Bytes, rev: u64, with_value: bool) -> KeyValue {
+        KeyValue {
+            key: key.clone(),
+            create_revision: self.create as i64,
+            mod_revision: rev as i64,
+            version: self.version as i64,
+            value: if with_value { self.value.clone() } else { Bytes::new() },
+            lease: self.lease,
+        }
+    }
+}
+
+/// The revision an empty store starts at (etcd's).
+pub const INITIAL_REVISION: u64 = 1;
+
+/// The multi-version key-value store.
+#[derive(Debug)]
+pub struct Store {
+    pub(crate) map: SkipMap<VKey, Version>,
+    /// The newest revision readers may see.
+    pub(crate) rev: AtomicU64,
+    /// Reads below this revision are refused.
+    pub(crate) compacted: AtomicU64,
+    /// Versions below this have been physically removed.
+    pub(crate) physically_compacted: AtomicU64,
+    /// Live keys at the published revision.
+    pub(crate) keys: AtomicI64,
+    /// Held by physical compaction and by snapshot builds, never by readers or apply.
+    pub(crate) compaction: Mutex<()>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store::new()
+    }
+}
+
+/// The end of a key range, decoded from etcd's `range_end`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RangeEnd {
+    /// Only the key itself.
+    Single,
+    /// Every key >= the start.
+    Unbounded,
+    /// Keys < this.
+    Before(Bytes),
+}
+
+impl RangeEnd {
+    pub fn from_request(range_end: &Bytes) -> RangeEnd {
+        if range_end.is_empty() {
+            RangeEnd::Single
+        } else if range_end.as_ref() == [0] {
+            RangeEnd::Unbounded
+        } else {
+            RangeEnd::Before(range_end.clone())
+        }
+    }
+
+    pub fn contains(&self, start: &[u8], key: &[u8]) -> bool {
+        match self {
+            RangeEnd::Single => key == start,
+            RangeEnd::Unbounded => key >= start,
+            RangeEnd::Before(end) => key >= start && key < end.as_ref(),
+        }
+    }
+
+    /// True once `key` (>= start) is past the range.
+    pub fn is_past(&self, start: &[u8], key: &[u8]) -> bool {
+        match self {
+            RangeEnd::Single => key != start,
+            RangeEnd::Unbounded => false,
+            RangeEnd::Before(end) => key >= end.as_ref(),
+        }
+    }
+}
+
+impl Store {
+    /// An empty store at [`INITIAL_REVISION`].
+    pub fn new() -> Store {
+        Store {
+            map: SkipMap::new(),
+            rev: AtomicU64::new(INITIAL_REVISION),
+            compacted: AtomicU64::new(0),
+            physically_compacted: AtomicU64::new(0),
+            keys: AtomicI64::new(0),
+            compaction: Mutex::new(()),
+        }
+    }
+
+    /// The current (published) revision.
+    pub fn revision(&self) -> u64 {
+        self.rev.load(Ordering::Acquire)
+    }
+
+    /// The compacted revision (0 when never compacted).
+    pub fn compacted_revision(&self) -> u64 {
+        self.compacted.load(Ordering::Acquire)
+    }
+
+    /// Live keys at the current revision.
+    pub fn key_count(&self) -> u64 {
+        self.keys.load(Ordering::Acquire).max(0) as u64
+    }
+
+    /// Versions retained (all keys, all revisions, tombstones included).
+    pub fn version_count(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Bytes of keys and values retained (what the store holds, as etcd's db size approximates).
+    pub fn retained_bytes(&self) -> u64 {
+        self.map.iter().map(|e| (e.key().key.len() + e.value().value.len() + 48) as u64).sum()
+    }
+
+    /// Check that revision `rev` can be read now.
+    pub(crate) fn check_readable(&self, rev: u64, current: u64) -> Result<(), MvccError> {
+        if rev > current {
+            return Err(MvccError::FutureRevision);
+        }
+        let c = self.compacted_revision();
+        if rev < c {
+            return Err(MvccError::Compacted { compacted: c as i64 });
+        }
+        Ok(())
+    }
+
+    /// After a read at `rev`: refuse it if a compaction past `rev` started meanwhile (versions the
+    /// read used may have been removed under it).
+    pub(crate) fn recheck(&self, rev: u64) -> Result<(), MvccError> {
+        let c = self.compacted_revision();
+        if rev < c { Err(MvccError::Compacted { compacted: c as i64 }) } else { Ok(()) }
+    }
+
+    /// The newest version of `key` at or below `rev`, if the key exists there.
+    pub(crate) fn get_at(&self, key: &Bytes, rev: u64) -> Option<(u64, Version)> {
+        let probe = VKey { key: key.clone(), rev };
+        let e = self.map.lower_bound(Bound::Included(&probe))?;
+        let vk = e.key();
+        if vk.key != *key || e.value().tombstone {
+            return None;
+        }
+        Some((vk.rev, e.value().clone()))
+    }
+
+    /// Visit every key existing at `rev` in [`start`, `end`), in key order, with its newest
+    /// version at or below `rev`. The visitor returns `false` to stop.
+    pub(crate) fn scan_at(
+        &self,
+        start: &Bytes,
+        end: &RangeEnd,
+        rev: u64,
+        mut visit: impl FnMut(&Bytes, u64, &Version) -> bool,
+    ) {
+        let mut cur = self.map.lower_bound(Bound::Included(&VKey { key: start.clone(), rev }));
+        while let Some(e) = cur {
+            let vk = e.key();
+            if end.is_past(start, &vk.key) {
+                return;
+            }
+            if vk.rev > rev {
+                // Newer than the read: seek to this key's newest version at or below `rev`.
+                cur = self.map.lower_bound(Bound::Included(&VKey { key: vk.key.clone(), rev }));
+                continue;
+            }
+            if !e.value().tombstone && !visit(&vk.key, vk.rev, e.value()) {
+                return;
+            }
+            // Step over this key's older versions: a few steps, then a seek.
+            let mut next = e.next();
+            let mut steps = 0;
+            while let Some(n) = &next {
+                if n.key().key != vk.key {
+                    break;
+                }
+                steps += 1;
+                if steps > 4 {
+                    next = self.map.lower_bound(Bound::Excluded(&VKey { key: vk.key.clone(), rev: 0 }));
+                    break;
+                }
+                next = n.next();
+            }
+            cur = next;
+        }
+    }
+
+    /// Insert a version (apply only).
+    pub(crate) fn insert(&self, key: Bytes, rev: u64, v: Version) {
+        self.map.insert(VKey { key, rev }, v);
+    }
+
+    /// Make revision `rev` visible to readers (apply only).
+    pub(crate) fn publish(&self, rev: u64, key_delta: i64) {
+        if key_delta != 0 {
+            self.keys.fetch_add(key_delta, Ordering::AcqRel);
+        }
+        self.rev.store(rev, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(val: &str, tomb: bool) -> Version {
+        Version { create: 1, version: 1, lease: 0, value: Bytes::from(val.to_string()), tombstone: tomb }
+    }
+
+    #[test]
+    fn newest_version_at_or_below() {
+        let s = Store::new();
+        let k = Bytes::from_static(b"a");
+        s.insert(k.clone(), 2, v("x", false));
+        s.insert(k.clone(), 5, v("y", false));
+        s.insert(k.clone(), 7, v("", true));
+        s.insert(Bytes::from_static(b"b"), 3, v("z", false));
+        assert_eq!(s.get_at(&k, 1), None);
+        assert_eq!(s.get_at(&k, 4).unwrap().1.value, "x");
+        assert_eq!(s.get_at(&k, 6).unwrap().0, 5);
+        assert_eq!(s.get_at(&k, 9), None, "deleted");
+        let mut seen = Vec::new();
+        s.scan_at(&Bytes::from_static(b"a"), &RangeEnd::Unbounded, 6, |k, r, _| {
+            seen.push((k.clone(), r));
+            true
+        });
+        assert_eq!(seen, vec![(Bytes::from_static(b"a"), 5), (Bytes::from_static(b"b"), 3)]);
+        let mut seen = Vec::new();
+        s.scan_at(&Bytes::from_static(b"a"), &RangeEnd::Before(Bytes::from_static(b"b")), 9, |k, _, _| {
+            seen.push(k.clone());
+            true
+        });
+        assert!(seen.is_empty(), "a is deleted at 9 and b is outside");
+    }
+}

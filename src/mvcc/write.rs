@@ -1,0 +1,333 @@
+//! Applying etcd's write requests: Put, DeleteRange, Txn (compares, branches, nested txns) and
+//! Compact. Single-threaded (the state machine's apply); readers are never blocked.
+//!
+//! A write transaction inserts its versions at `revision + 1` (invisible to readers) and
+//! publishes the new revision once, at the end. A request that is refused changes nothing: every
+//! check that can fail runs before the first insert, as etcd's do.
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+
+use super::error::MvccError;
+use super::request::*;
+use super::store::{RangeEnd, Store, Version};
+
+/// Most operations a transaction may hold (etcd's `--max-txn-ops` default).
+pub const DEFAULT_MAX_TXN_OPS: usize = 128;
+
+struct WriteTxn<'a> {
+    store: &'a Store,
+    base: u64,
+    changed: bool,
+    key_delta: i64,
+}
+
+impl WriteTxn<'_> {
+    fn new_rev(&self) -> u64 {
+        self.base + 1
+    }
+
+    /// The revision this transaction's reads see: its own writes included.
+    fn view(&self) -> u64 {
+        if self.changed { self.base + 1 } else { self.base }
+    }
+
+    fn put(&mut self, req: &PutRequest) -> PutResponse {
+        let view = self.view();
+        let prev = self.store.get_at(&req.key, view);
+        let rev = self.new_rev();
+        let (create, version) = match &prev {
+            Some((_, p)) => (p.create, p.version + 1),
+            None => (rev, 1),
+        };
+        let value = match (&prev, req.ignore_value) {
+            (Some((_, p)), true) => p.value.clone(),
+            _ => req.value.clone(),
+        };
+        let lease = match (&prev, req.ignore_lease) {
+            (Some((_, p)), true) => p.lease,
+            _ => req.lease,
+        };
+        if prev.is_none() {
+            self.key_delta += 1;
+        }
+        self.store.insert(req.key.clone(), rev, Version { create, version, lease, value, tombstone: false });
+        self.changed = true;
+        PutResponse {
+            header: ResponseHeader { revision: rev as i64 },
+            prev_kv: if req.prev_kv { prev.map(|(r, v)| v.to_kv(&req.key, r, true)) } else { None },
+        }
+    }
+
+    fn delete_range(&mut self, req: &DeleteRangeRequest) -> DeleteRangeResponse {
+        let view = self.view();
+        let end = RangeEnd::from_request(&req.range_end);
+        let mut doomed: Vec<(Bytes, u64, Version)> = Vec::new();
+        self.store.scan_at(&req.key, &end, view, |k, r, v| {
+            doomed.push((k.clone(), r, v.clone()));
+            true
+        });
+        let rev = self.new_rev();
+        let mut prev_kvs = Vec::new();
+        for (k, r, v) in &doomed {
+            if req.prev_kv {
+                prev_kvs.push(v.to_kv(k, *r, true));
+            }
+            self.store.insert(
+                k.clone(),
+                rev,
+                Version { create: 0, version: 0, lease: 0, value: Bytes::new(), tombstone: true },
+            );
+        }
+        if !doomed.is_empty() {
+            self.changed = true;
+            self.key_delta -= doomed.len() as i64;
+        }
+        DeleteRangeResponse {
+            header: ResponseHeader { revision: self.view() as i64 },
+            deleted: doomed.len() as i64,
+            prev_kvs,
+        }
+    }
+
+    fn range(&self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
+        self.store.range_at(req, self.view())
+    }
+
+    /// Run the branch `path` chose (computed up front, as etcd does, on the view before the
+    /// transaction's own writes).
+    fn txn(&mut self, req: &TxnRequest, path: &TxnPath) -> Result<TxnResponse, MvccError> {
+        let ops = if path.succeeded { &req.success } else { &req.failure };
+        let mut responses = Vec::with_capacity(ops.len());
+        let mut nested = path.nested.iter();
+        for op in ops {
+            responses.push(match op {
+                RequestOp::Range(r) => ResponseOp::Range(self.range(r)?),
+                RequestOp::Put(p) => ResponseOp::Put(self.put(p)),
+                RequestOp::DeleteRange(d) => ResponseOp::DeleteRange(self.delete_range(d)),
+                RequestOp::Txn(t) => {
+                    let p = nested.next().expect("one path per nested txn");
+                    ResponseOp::Txn(self.txn(t, p)?)
+                }
+            });
+        }
+        Ok(TxnResponse {
+            header: ResponseHeader { revision: self.view() as i64 },
+            succeeded: path.succeeded,
+            responses,
+        })
+    }
+
+    fn finish(self) -> u64 {
+        if self.changed {
+            self.store.publish(self.base + 1, self.key_delta);
+            self.base + 1
+        } else {
+            self.base
+        }
+    }
+}
+
+/// Which branch each (nested) transaction takes.
+#[derive(Debug)]
+struct TxnPath {
+    succeeded: bool,
+    nested: Vec<TxnPath>,
+}
+
+impl Store {
+    /// Apply one write request. A refused request (`Err`) changes nothing.
+    ///
+    /// # Errors
+    /// As etcd: empty keys, `ignore_value`/`ignore_lease` on a missing key, duplicate keys in a
+    /// transaction, too many operations, compacted or future revisions.
+    pub fn apply(&self, req: &WriteRequest) -> Result<WriteResponse, MvccError> {
+        self.apply_with_limit(req, DEFAULT_MAX_TXN_OPS)
+    }
+
+    /// [`Store::apply`] with a transaction size limit.
+    ///
+    /// # Errors
+    /// As [`Store::apply`].
+    pub fn apply_with_limit(&self, req: &WriteRequest, max_txn_ops: usize) -> Result<WriteResponse, MvccError> {
+        let base = self.revision();
+        let mut txn = WriteTxn { store: self, base, changed: false, key_delta: 0 };
+        match req {
+            WriteRequest::Put(p) => {
+                check_put(self, p, base)?;
+                let resp = txn.put(p);
+                txn.finish();
+                Ok(WriteResponse::Put(resp))
+            }
+            WriteRequest::DeleteRange(d) => {
+                if d.key.is_empty() {
+                    return Err(MvccError::EmptyKey);
+                }
+                let resp = txn.delete_range(d);
+                txn.finish();
+                Ok(WriteResponse::DeleteRange(resp))
+            }
+            WriteRequest::Txn(t) => {
+                validate_txn(t, max_txn_ops)?;
+                let path = self.compare_path(t, base);
+                self.check_path(t, &path, base)?;
+                let mut resp = txn.txn(t, &path)?;
+                resp.header.revision = txn.finish() as i64;
+                Ok(WriteResponse::Txn(resp))
+            }
+            WriteRequest::Compact(c) => {
+                let rev = c.revision.max(0) as u64;
+                let compacted = self.compacted_revision();
+                if rev <= compacted {
+                    return Err(MvccError::Compacted { compacted: compacted as i64 });
+                }
+                if rev > base {
+                    return Err(MvccError::FutureRevision);
+                }
+                self.compacted.store(rev, std::sync::atomic::Ordering::Release);
+                Ok(WriteResponse::Compact(CompactionResponse { header: ResponseHeader { revision: base as i64 } }))
+            }
+        }
+    }
+
+    fn compare_path(&self, t: &TxnRequest, view: u64) -> TxnPath {
+        let succeeded = t.compare.iter().all(|c| self.compare_holds(c, view));
+        let ops = if succeeded { &t.success } else { &t.failure };
+        let nested = ops
+            .iter()
+            .filter_map(|op| match op {
+                RequestOp::Txn(n) => Some(self.compare_path(n, view)),
+                _ => None,
+            })
+            .collect();
+        TxnPath { succeeded, nested }
+    }
+
+    /// etcd's compare: over a range, every key must satisfy it; a missing single key compares
+    /// as version/create/mod/lease 0 (and never matches on value).
+    fn compare_holds(&self, c: &Compare, view: u64) -> bool {
+        let end = RangeEnd::from_request(&c.range_end);
+        if end == RangeEnd::Single {
+            let v = self.get_at(&c.key, view);
+            return compare_one(c, v.as_ref().map(|(r, v)| (*r, v)));
+        }
+        let mut ok = true;
+        self.scan_at(&c.key, &end, view, |_, r, v| {
+            ok = compare_one(c, Some((r, v)));
+            ok
+        });
+        ok
+    }
+
+    fn check_path(&self, t: &TxnRequest, path: &TxnPath, view: u64) -> Result<(), MvccError> {
+        let ops = if path.succeeded { &t.success } else { &t.failure };
+        let mut nested = path.nested.iter();
+        for op in ops {
+            match op {
+                RequestOp::Put(p) => check_put(self, p, view)?,
+                RequestOp::Range(r) => {
+                    if r.key.is_empty() {
+                        return Err(MvccError::EmptyKey);
+                    }
+                    if r.revision > 0 {
+                        self.check_readable(r.revision as u64, view + 1)?;
+                    }
+                }
+                RequestOp::DeleteRange(d) => {
+                    if d.key.is_empty() {
+                        return Err(MvccError::EmptyKey);
+                    }
+                }
+                RequestOp::Txn(n) => self.check_path(n, nested.next().expect("path"), view)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+fn compare_one(c: &Compare, v: Option<(u64, &Version)>) -> bool {
+    use std::cmp::Ordering;
+    let ord: Ordering = match &c.target {
+        CompareTarget::Version(x) => v.map(|(_, v)| v.version as i64).unwrap_or(0).cmp(x),
+        CompareTarget::Create(x) => v.map(|(_, v)| v.create as i64).unwrap_or(0).cmp(x),
+        CompareTarget::Mod(x) => v.map(|(r, _)| r as i64).unwrap_or(0).cmp(x),
+        CompareTarget::Lease(x) => v.map(|(_, v)| v.lease).unwrap_or(0).cmp(x),
+        CompareTarget::Value(x) => match v {
+            Some((_, v)) => v.value.as_ref().cmp(x.as_ref()),
+            None => return false,
+        },
+    };
+    match c.result {
+        CompareResult::Equal => ord == Ordering::Equal,
+        CompareResult::Greater => ord == Ordering::Greater,
+        CompareResult::Less => ord == Ordering::Less,
+        CompareResult::NotEqual => ord != Ordering::Equal,
+    }
+}
+
+fn check_put(store: &Store, p: &PutRequest, view: u64) -> Result<(), MvccError> {
+    if p.key.is_empty() {
+        return Err(MvccError::EmptyKey);
+    }
+    if (p.ignore_value || p.ignore_lease) && store.get_at(&p.key, view).is_none() {
+        return Err(MvccError::KeyNotFound);
+    }
+    Ok(())
+}
+
+/// etcd's checks on a transaction's shape: operation count, and no key written twice (or put and
+/// deleted) by one branch, nested transactions included.
+fn validate_txn(t: &TxnRequest, max_ops: usize) -> Result<(), MvccError> {
+    if t.compare.len() > max_ops || t.success.len() > max_ops || t.failure.len() > max_ops {
+        return Err(MvccError::TooManyOps);
+    }
+    for c in &t.compare {
+        if c.key.is_empty() {
+            return Err(MvccError::EmptyKey);
+        }
+    }
+    branch_keys(&t.success, max_ops)?;
+    branch_keys(&t.failure, max_ops)?;
+    Ok(())
+}
+
+type Interval = (Bytes, RangeEnd);
+
+/// Keys put and ranges deleted by one branch (all nested branches included, since either may
+/// run); errors on a duplicate.
+fn branch_keys(ops: &[RequestOp], max_ops: usize) -> Result<(HashSet<Bytes>, Vec<Interval>), MvccError> {
+    let mut puts: HashSet<Bytes> = HashSet::new();
+    let mut dels: Vec<Interval> = Vec::new();
+    for op in ops {
+        match op {
+            RequestOp::Put(p) => {
+                if !puts.insert(p.key.clone()) {
+                    return Err(MvccError::DuplicateKey);
+                }
+            }
+            RequestOp::DeleteRange(d) => dels.push((d.key.clone(), RangeEnd::from_request(&d.range_end))),
+            RequestOp::Range(_) => {}
+            RequestOp::Txn(n) => {
+                validate_txn(n, max_ops)?;
+                let (ps, ds) = branch_keys(&n.success, max_ops)?;
+                let (pf, df) = branch_keys(&n.failure, max_ops)?;
+                for k in ps.iter().chain(pf.iter()) {
+                    if puts.contains(k) {
+                        return Err(MvccError::DuplicateKey);
+                    }
+                }
+                puts.extend(ps);
+                puts.extend(pf);
+                dels.extend(ds);
+                dels.extend(df);
+            }
+        }
+    }
+    for k in &puts {
+        if dels.iter().any(|(start, end)| end.contains(start, k)) {
+            return Err(MvccError::DuplicateKey);
+        }
+    }
+    Ok((puts, dels))
+}
