@@ -7,3 +7,5 @@
 #![forbid(unsafe_code)]
 
 pub mod mvcc;
+pub mod state_machine;
+pub mod types;

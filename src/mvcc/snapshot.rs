@@ -26,6 +26,16 @@ const TAG_END: u8 = 0;
 /// Largest key or value accepted when reading (guards allocations on damaged input).
 pub const MAX_FIELD: usize = 64 << 20;
 
+/// A fixed point to write a snapshot at; see [`Store::snapshot_point`].
+#[derive(Debug)]
+pub struct SnapshotPoint<'a> {
+    _guard: parking_lot::MutexGuard<'a, ()>,
+    /// The revision.
+    pub revision: u64,
+    /// The compacted revision.
+    pub compacted: u64,
+}
+
 /// What the snapshot container's `app_meta` holds for the store.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoreMeta {
@@ -62,9 +72,25 @@ impl Store {
     /// # Errors
     /// Errors of `out`.
     pub fn write_snapshot(&self, out: &mut impl Write) -> io::Result<StoreMeta> {
-        let _guard = self.compaction.lock();
-        let revision = self.revision();
-        let compacted = self.compacted_revision();
+        let point = self.snapshot_point();
+        self.write_snapshot_from(&point, out)
+    }
+
+    /// Fix the revision a snapshot will be written at: the published revision and compacted
+    /// revision now. Physical compaction is held off until the point is dropped, so no version
+    /// the snapshot needs can go; apply and readers go on. Take it while holding whatever lock
+    /// makes the caller's own metadata (last applied log id) match the published revision.
+    pub fn snapshot_point(&self) -> SnapshotPoint<'_> {
+        let guard = self.compaction.lock();
+        SnapshotPoint { _guard: guard, revision: self.revision(), compacted: self.compacted_revision() }
+    }
+
+    /// Write the versions at `point` to `out`.
+    ///
+    /// # Errors
+    /// Errors of `out`.
+    pub fn write_snapshot_from(&self, point: &SnapshotPoint<'_>, out: &mut impl Write) -> io::Result<StoreMeta> {
+        let (revision, compacted) = (point.revision, point.compacted);
         out.write_all(MAGIC)?;
         let mut versions = 0u64;
         let mut keys = 0u64;
@@ -165,7 +191,9 @@ impl Store {
             return Err(bad(at, "revisions past the snapshot's revision"));
         }
         store.rev.store(revision, Ordering::Release);
+        store.working.store(revision, Ordering::Release);
         store.compacted.store(compacted, Ordering::Release);
+        store.working_compacted.store(compacted, Ordering::Release);
         store.physically_compacted.store(0, Ordering::Release);
         store.keys.store(keys, Ordering::Release);
         Ok((store, StoreMeta { revision, compacted, keys: keys as u64, versions }))

@@ -72,8 +72,14 @@ pub struct Store {
     pub(crate) map: SkipMap<VKey, Version>,
     /// The newest revision readers may see.
     pub(crate) rev: AtomicU64,
+    /// Apply's own revision: ahead of `rev` while a batch is being applied.
+    pub(crate) working: AtomicU64,
     /// Reads below this revision are refused.
     pub(crate) compacted: AtomicU64,
+    /// Apply's compacted revision, published with `working`.
+    pub(crate) working_compacted: AtomicU64,
+    /// Live-key change not yet published.
+    pub(crate) pending_keys: AtomicI64,
     /// Versions below this have been physically removed.
     pub(crate) physically_compacted: AtomicU64,
     /// Live keys at the published revision.
@@ -134,7 +140,10 @@ impl Store {
         Store {
             map: SkipMap::new(),
             rev: AtomicU64::new(INITIAL_REVISION),
+            working: AtomicU64::new(INITIAL_REVISION),
             compacted: AtomicU64::new(0),
+            working_compacted: AtomicU64::new(0),
+            pending_keys: AtomicI64::new(0),
             physically_compacted: AtomicU64::new(0),
             keys: AtomicI64::new(0),
             compaction: Mutex::new(()),
@@ -171,7 +180,7 @@ impl Store {
         if rev > current {
             return Err(MvccError::FutureRevision);
         }
-        let c = self.compacted_revision();
+        let c = self.compacted_revision().max(self.working_compacted.load(Ordering::Acquire).min(current));
         if rev < c {
             return Err(MvccError::Compacted { compacted: c as i64 });
         }
@@ -242,12 +251,30 @@ impl Store {
         self.map.insert(VKey { key, rev }, v);
     }
 
-    /// Make revision `rev` visible to readers (apply only).
-    pub(crate) fn publish(&self, rev: u64, key_delta: i64) {
+    /// Record a finished write at revision `rev` (apply only). Readers see it after
+    /// [`Store::publish`].
+    pub(crate) fn advance(&self, rev: u64, key_delta: i64) {
         if key_delta != 0 {
-            self.keys.fetch_add(key_delta, Ordering::AcqRel);
+            self.pending_keys.fetch_add(key_delta, Ordering::AcqRel);
         }
-        self.rev.store(rev, Ordering::Release);
+        self.working.store(rev, Ordering::Release);
+    }
+
+    /// Apply's revision (ahead of [`Store::revision`] inside a batch).
+    pub(crate) fn working_revision(&self) -> u64 {
+        self.working.load(Ordering::Acquire)
+    }
+
+    /// Make everything applied so far visible to readers at once: a batch is never seen torn.
+    /// Returns true when the compacted revision moved (physical compaction has work).
+    pub fn publish(&self) -> bool {
+        let delta = self.pending_keys.swap(0, Ordering::AcqRel);
+        if delta != 0 {
+            self.keys.fetch_add(delta, Ordering::AcqRel);
+        }
+        self.rev.store(self.working_revision(), Ordering::Release);
+        let wc = self.working_compacted.load(Ordering::Acquire);
+        self.compacted.fetch_max(wc, Ordering::AcqRel) < wc
     }
 }
 

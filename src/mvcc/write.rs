@@ -121,7 +121,7 @@ impl WriteTxn<'_> {
 
     fn finish(self) -> u64 {
         if self.changed {
-            self.store.publish(self.base + 1, self.key_delta);
+            self.store.advance(self.base + 1, self.key_delta);
             self.base + 1
         } else {
             self.base
@@ -137,21 +137,25 @@ struct TxnPath {
 }
 
 impl Store {
-    /// Apply one write request. A refused request (`Err`) changes nothing.
+    /// Apply one write request and publish it (readers see it when this returns). A refused
+    /// request (`Err`) changes nothing.
     ///
     /// # Errors
     /// As etcd: empty keys, `ignore_value`/`ignore_lease` on a missing key, duplicate keys in a
     /// transaction, too many operations, compacted or future revisions.
     pub fn apply(&self, req: &WriteRequest) -> Result<WriteResponse, MvccError> {
-        self.apply_with_limit(req, DEFAULT_MAX_TXN_OPS)
+        let r = self.apply_unpublished(req, DEFAULT_MAX_TXN_OPS);
+        self.publish();
+        r
     }
 
-    /// [`Store::apply`] with a transaction size limit.
+    /// Apply one write request without publishing it: a batch applies many, then calls
+    /// [`Store::publish`] once, so readers never see part of a batch.
     ///
     /// # Errors
     /// As [`Store::apply`].
-    pub fn apply_with_limit(&self, req: &WriteRequest, max_txn_ops: usize) -> Result<WriteResponse, MvccError> {
-        let base = self.revision();
+    pub fn apply_unpublished(&self, req: &WriteRequest, max_txn_ops: usize) -> Result<WriteResponse, MvccError> {
+        let base = self.working_revision();
         let mut txn = WriteTxn { store: self, base, changed: false, key_delta: 0 };
         match req {
             WriteRequest::Put(p) => {
@@ -178,14 +182,14 @@ impl Store {
             }
             WriteRequest::Compact(c) => {
                 let rev = c.revision.max(0) as u64;
-                let compacted = self.compacted_revision();
+                let compacted = self.working_compacted.load(std::sync::atomic::Ordering::Acquire);
                 if rev <= compacted {
                     return Err(MvccError::Compacted { compacted: compacted as i64 });
                 }
                 if rev > base {
                     return Err(MvccError::FutureRevision);
                 }
-                self.compacted.store(rev, std::sync::atomic::Ordering::Release);
+                self.working_compacted.store(rev, std::sync::atomic::Ordering::Release);
                 Ok(WriteResponse::Compact(CompactionResponse { header: ResponseHeader { revision: base as i64 } }))
             }
         }
