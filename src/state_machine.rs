@@ -115,7 +115,8 @@ fn load(snapshots: &Snapshots, path: &Path) -> Result<(SnapshotMeta, Store, Stor
     let reader = snapshots.open_reader(path)?;
     let meta = decode_meta(path, reader.raft_meta())?;
     let mut body = reader.body()?;
-    let (store, sm) = Store::read_snapshot(&mut body).map_err(|source| SmError::Body { path: path.to_path_buf(), source })?;
+    let (store, sm) =
+        Store::read_snapshot(&mut body).map_err(|source| SmError::Body { path: path.to_path_buf(), source })?;
     Ok((meta, store, sm))
 }
 
@@ -125,7 +126,11 @@ impl StateMachine {
     ///
     /// # Errors
     /// A damaged newest snapshot is refused, naming the file.
-    pub fn open(data_dir: &Path, io: Arc<dyn conflux_engine::io::Io>, config: SmConfig) -> Result<StateMachine, SmError> {
+    pub fn open(
+        data_dir: &Path,
+        io: Arc<dyn conflux_engine::io::Io>,
+        config: SmConfig,
+    ) -> Result<StateMachine, SmError> {
         let snapshots = Snapshots::open(io, data_dir)?;
         let (store, applied, current) = match snapshots.latest()? {
             Some(info) => {
@@ -162,7 +167,11 @@ impl StateMachine {
                     tracing::debug!(removed, compacted = store.compacted_revision(), "physical compaction done");
                 }
             })
-            .map_err(|e| conflux_engine::Error::Io { op: "spawn compactor thread", path: data_dir.to_path_buf(), source: e })?;
+            .map_err(|e| conflux_engine::Error::Io {
+                op: "spawn compactor thread",
+                path: data_dir.to_path_buf(),
+                source: e,
+            })?;
         Ok(StateMachine { inner })
     }
 
@@ -200,7 +209,9 @@ impl StateMachine {
         for (entry, responder) in batch {
             let log_id = entry.log_id();
             let result = match &entry.payload {
-                EntryPayload::Normal(req) => ApplyResult::Write(store.apply_unpublished(req, self.inner.config.max_txn_ops)),
+                EntryPayload::Normal(req) => {
+                    ApplyResult::Write(store.apply_unpublished(req, self.inner.config.max_txn_ops))
+                }
                 EntryPayload::Blank => ApplyResult::Noop { revision: store.working_revision() as i64 },
                 EntryPayload::Membership(m) => {
                     membership = Some(StoredMembership::new(Some(log_id.clone()), m.clone()));
@@ -254,7 +265,8 @@ impl StateMachine {
             versions: 0,
         })
         .map_err(io::Error::other)?;
-        let mut w = self.inner.snapshots.create(term, index, &raft_meta, &app_meta, self.inner.config.snapshot_zstd_level)?;
+        let mut w =
+            self.inner.snapshots.create(term, index, &raft_meta, &app_meta, self.inner.config.snapshot_zstd_level)?;
         let mut buffered = std::io::BufWriter::with_capacity(1 << 20, &mut w);
         let written = store.write_snapshot_from(&point, &mut buffered)?;
         buffered.flush()?;
@@ -322,7 +334,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 
     async fn build_snapshot(&mut self) -> Result<openraft::alias::SnapshotOf<TypeConfig, SnapshotFile>, io::Error> {
         let sm = self.sm.clone();
-        let (meta, info) = tokio::task::spawn_blocking(move || sm.build_blocking()).await.map_err(io::Error::other)??;
+        let (meta, info) =
+            tokio::task::spawn_blocking(move || sm.build_blocking()).await.map_err(io::Error::other)??;
         Ok(openraft::alias::SnapshotOf::<TypeConfig, SnapshotFile> { meta, snapshot: SnapshotFile { path: info.path } })
     }
 }
@@ -365,8 +378,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         tokio::task::spawn_blocking(move || sm.install_blocking(&meta, &snapshot)).await.map_err(io::Error::other)?
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<openraft::alias::SnapshotOf<TypeConfig, SnapshotFile>>, io::Error> {
-        Ok(self.inner.current.lock().as_ref().map(|(meta, info)| openraft::alias::SnapshotOf::<TypeConfig, SnapshotFile> {
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<openraft::alias::SnapshotOf<TypeConfig, SnapshotFile>>, io::Error> {
+        Ok(self.inner.current.lock().as_ref().map(|(meta, info)| openraft::alias::SnapshotOf::<
+            TypeConfig,
+            SnapshotFile,
+        > {
             meta: meta.clone(),
             snapshot: SnapshotFile { path: info.path.clone() },
         }))

@@ -126,6 +126,7 @@ impl Writer {
             }
         }
         let mut ops = ops.into_iter().peekable();
+        let mut synced_early: Vec<Arc<dyn IoFile>> = Vec::new();
         while let Some(op) = ops.next() {
             if failure.is_some() {
                 break;
@@ -143,12 +144,33 @@ impl Writer {
                         end += d2.len() as u64;
                         run.push(d2);
                     }
+                    // Moving on to another file (a segment roll): make the previous one durable
+                    // first, so a later segment never holds records that the one before lacks.
+                    // Recovery relies on this to tell a log torn across a roll from damage.
+                    if let Some((prev, prev_path)) = touched.last()
+                        && !Arc::ptr_eq(prev, &file)
+                        && !synced_early.iter().any(|f| Arc::ptr_eq(f, prev))
+                    {
+                        let t = Instant::now();
+                        if let Err(e) = prev.sync_data() {
+                            failure = Some(Error::io("fdatasync", prev_path.as_ref(), e).to_string());
+                            continue;
+                        }
+                        self.stats.record_fsync(t.elapsed());
+                        synced_early.push(prev.clone());
+                    }
                     let slices: Vec<IoSlice<'_>> = run.iter().map(|b| IoSlice::new(b)).collect();
                     match crate::io::write_all_vectored_at(&*file, &slices, offset) {
                         Ok(()) => {
                             written += end - offset;
                             writes += 1;
-                            if !touched.iter().any(|(f, _)| Arc::ptr_eq(f, &file)) {
+                            synced_early.retain(|f| !Arc::ptr_eq(f, &file));
+                            if let Some(i) = touched.iter().position(|(f, _)| Arc::ptr_eq(f, &file)) {
+                                // Keep `touched` ordered by last write, so the check above sees
+                                // the file written just before.
+                                let t = touched.remove(i);
+                                touched.push(t);
+                            } else {
                                 touched.push((file, path));
                             }
                         }

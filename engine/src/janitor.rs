@@ -20,6 +20,8 @@ pub(crate) enum JanitorJob {
         seg: Arc<Segment>,
         count: u64,
         last_crc: u32,
+        /// The segment's seal generation when the seal was queued.
+        generation: u64,
     },
     /// Delete these files (purged segments and their indexes).
     Delete(Vec<PathBuf>),
@@ -72,7 +74,10 @@ impl Janitor {
                         }
                     }
                 }
-                JanitorJob::Seal { seg, count, last_crc } => {
+                JanitorJob::Seal { seg, count, last_crc, generation } => {
+                    if seg.seal_generation.load(std::sync::atomic::Ordering::Acquire) != generation {
+                        continue; // reopened by a truncation since: not full any more
+                    }
                     let idx = &seg.index;
                     let res = idx.flush().and_then(|()| {
                         idx.write_header(&idxfmt::IndexHeader {

@@ -120,7 +120,6 @@ pub(crate) fn open(
     // Step 7: the newest segment's header is only made durable by the first data sync in it. A
     // torn one (zeros, or a bad checksum) with no whole record behind it means nothing in it was
     // ever acknowledged: remove it, and look at the one before.
-    let mut removed_last_first = None;
     while let Some((&first, path)) = seg_paths.iter().next_back() {
         let path = path.clone();
         let file = io.open(&path, false).map_err(|e| Error::io("open segment", &path, e))?;
@@ -151,7 +150,6 @@ pub(crate) fn open(
         drop(file);
         remove_segment_files(io, &path)?;
         seg_paths.remove(&first);
-        removed_last_first = Some(first);
     }
 
     // Step 8: open each segment; check headers.
@@ -207,8 +205,15 @@ pub(crate) fn open(
             let map = file.map().map_err(|e| Error::io("mmap", &path, e))?;
             match sealed_index(io, &path, &idx_path, &map, first, header.crc, count)? {
                 Ok(index) => {
-                    let seg =
-                        Segment { first_index: first, path: Arc::new(path), file, map, header_crc: header.crc, index };
+                    let seg = Segment {
+                        first_index: first,
+                        path: Arc::new(path),
+                        file,
+                        map,
+                        header_crc: header.crc,
+                        index,
+                        seal_generation: Default::default(),
+                    };
                     segments.insert(first, Arc::new(seg));
                     i += 1;
                     continue;
@@ -275,20 +280,24 @@ pub(crate) fn open(
         for (k, off) in s.offsets.iter().enumerate() {
             index.set(k as u64, *off);
         }
-        let seg =
-            Arc::new(Segment { first_index: first, path: Arc::new(path), file, map, header_crc: header.crc, index });
+        let seg = Arc::new(Segment {
+            first_index: first,
+            path: Arc::new(path),
+            file,
+            map,
+            header_crc: header.crc,
+            index,
+            seal_generation: Default::default(),
+        });
         let next = first + s.offsets.len() as u64;
         segments.insert(first, seg.clone());
         active = Some((seg, s.end, s.last_crc, next));
         i += 1;
     }
 
-    // The end of the log: the active segment's next index, or — when the newest segment was
-    // dropped — the first index that segment claimed.
-    let mut next_index = match &active {
-        Some(a) => Some(a.3),
-        None => removed_last_first.filter(|_| !segments.is_empty()),
-    };
+    // The end of the log: the active segment's next index (the newest remaining segment is
+    // always the active one).
+    let mut next_index = active.as_ref().map(|a| a.3);
     // A newest segment whose entries are all purged, not continued by the purge point, holds
     // nothing the log needs (a purge past the end of the log, then a crash before deletion).
     if let Some(a) = &active
@@ -492,6 +501,15 @@ fn open_meta(io: &dyn Io, dir: &Path, path: &Path) -> Result<(Arc<dyn IoFile>, m
                     kind: "meta",
                     expected: "CFLXMETA",
                     found: buf[start..(start + 8).min(end)].to_vec(),
+                });
+            }
+            Err(metafmt::SlotError::Version(v)) if v > crate::format::FORMAT_VERSION => {
+                // Written by a newer build: opening with the other (older) slot would roll the
+                // vote back and overwrite the newer state.
+                return Err(Error::UnsupportedVersion {
+                    path: path.to_path_buf(),
+                    found: v,
+                    supported: crate::format::FORMAT_VERSION,
                 });
             }
             Err(metafmt::SlotError::Version(v)) => {

@@ -25,6 +25,9 @@ pub(crate) struct Segment {
     pub header_crc: u32,
     /// The dense index.
     pub index: SlotIndex,
+    /// Bumped when truncation puts the segment back in use, so a seal queued before that is
+    /// dropped instead of marking the reopened index sealed.
+    pub seal_generation: std::sync::atomic::AtomicU64,
 }
 
 impl Segment {
@@ -64,7 +67,15 @@ impl Segment {
         let map = file.map().map_err(|e| Error::io("mmap", &path, e))?;
         let index = SlotIndex::create(io, &log_dir.join(idxfmt::file_name(first_index)), first_index, len)?;
         let header_crc = crate::format::u32_at(&header, segfmt::CRC_OFF);
-        Ok(Segment { first_index, path: Arc::new(path), file, map, header_crc, index })
+        Ok(Segment {
+            first_index,
+            path: Arc::new(path),
+            file,
+            map,
+            header_crc,
+            index,
+            seal_generation: Default::default(),
+        })
     }
 
     /// Read and check record `index` through the index slot; return its payload.

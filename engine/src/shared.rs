@@ -76,8 +76,9 @@ where
         let mut out = Vec::with_capacity(((hi - lo) as usize).min(4096));
         let mut used = 0;
         if lo < disk_hi {
-            used = self.read_disk(lo, disk_hi, &mut out, budget)?;
-            if used >= budget || (out.len() as u64) < disk_hi - lo {
+            let (n, stopped) = self.read_disk(lo, disk_hi, &mut out, budget)?;
+            used = n;
+            if stopped {
                 return Ok(out);
             }
         }
@@ -91,8 +92,9 @@ where
         Ok(out)
     }
 
-    /// Read `[lo, hi)` from the segments; returns the record bytes read. Stops at `budget`.
-    fn read_disk(&self, lo: u64, hi: u64, out: &mut Vec<C::Entry>, budget: usize) -> Result<usize> {
+    /// Read `[lo, hi)` from the segments; returns the record bytes read and whether it stopped
+    /// early at `budget`.
+    fn read_disk(&self, lo: u64, hi: u64, out: &mut Vec<C::Entry>, budget: usize) -> Result<(usize, bool)> {
         let mut used = 0usize;
         let segs: Vec<Arc<Segment>> = {
             let map = self.segments.read();
@@ -111,6 +113,7 @@ where
                 if i < purged_end {
                     i = purged_end;
                     out.clear();
+                    used = 0;
                     continue;
                 }
                 return Err(Error::corruption(
@@ -137,10 +140,10 @@ where
             out.push(entry);
             used += record::framed_len(payload.len()) as usize;
             i += 1;
-            if used >= budget {
-                break;
+            if used >= budget && i < hi {
+                return Ok((used, true));
             }
         }
-        Ok(used)
+        Ok((used, false))
     }
 }

@@ -241,11 +241,12 @@ where
             } else {
                 let count = self.active_next - old.first_index;
                 let (jtx, last_crc) = (self.janitor_tx.clone(), self.last_crc);
+                let generation = old.seal_generation.load(Ordering::Acquire);
                 self.send(Job::Complete {
                     durable_end: None,
                     done: Box::new(move |r| {
                         if r.is_ok() {
-                            let _ = jtx.send(JanitorJob::Seal { seg: old, count, last_crc });
+                            let _ = jtx.send(JanitorJob::Seal { seg: old, count, last_crc, generation });
                         }
                     }),
                 })?;
@@ -429,13 +430,16 @@ where
                     self.next_offset = last_off + framed;
                 }
                 self.active_next = t;
-                // In use again: its index no longer proves anything until it is sealed anew.
+                // In use again: its index no longer proves anything until it is sealed anew, and a
+                // seal queued before must not land.
+                seg.seal_generation.fetch_add(1, Ordering::AcqRel);
                 seg.index.write_header(&crate::format::index::IndexHeader {
                     state: crate::format::index::STATE_OPEN,
                     first_index: seg.first_index,
                     count: 0,
                     last_crc: 0,
                 });
+                seg.index.flush().map_err(|e| Error::io("msync index", seg.index.path.as_ref(), e))?;
                 self.active = Some(seg);
             }
             None => {
@@ -559,7 +563,8 @@ where
             }
         }
     });
-    batches.flatten()
+    // Fused: openraft may poll again after the end.
+    batches.flatten().fuse()
 }
 
 /// What `entries_stream` yields (openraft does not export its alias).

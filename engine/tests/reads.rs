@@ -36,3 +36,22 @@ fn limited_reads_are_bounded_and_streams_are_complete() {
     assert!(rt.block_on(reader.try_get_log_entries(500..600)).unwrap().is_empty());
     check_entries(&s, 0, 500);
 }
+
+/// openraft polled `entries_stream` again after it ended; the unfused stream panicked (caught by
+/// the one-node restart test).
+#[test]
+fn entries_stream_can_be_polled_after_its_end() {
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path(), small_config());
+    rt.block_on(append_sync(&mut s, (0..5).map(test_entry).collect())).unwrap();
+    let mut reader = rt.block_on(s.get_log_reader());
+    rt.block_on(async {
+        let mut st = std::pin::pin!(reader.entries_stream(0..5).await);
+        for _ in 0..5 {
+            assert!(st.next().await.is_some());
+        }
+        assert!(st.next().await.is_none());
+        assert!(st.next().await.is_none(), "still the end, not a panic");
+    });
+}
