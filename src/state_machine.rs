@@ -214,7 +214,7 @@ impl StateMachine {
                 }
                 EntryPayload::Blank => ApplyResult::Noop { revision: store.working_revision() as i64 },
                 EntryPayload::Membership(m) => {
-                    membership = Some(StoredMembership::new(Some(log_id.clone()), m.clone()));
+                    membership = Some(StoredMembership::new(Some(log_id), m.clone()));
                     ApplyResult::Noop { revision: store.working_revision() as i64 }
                 }
             };
@@ -232,7 +232,7 @@ impl StateMachine {
                 a.membership = m;
             }
             if let Some(l) = &last {
-                a.last_applied = Some(l.clone());
+                a.last_applied = Some(*l);
                 self.inner.applied_index.store(l.index, Ordering::Release);
             }
             moved
@@ -253,7 +253,7 @@ impl StateMachine {
         let (point, meta) = {
             let a = self.inner.applied.lock();
             let point = store.snapshot_point();
-            let meta = SnapshotMeta { last_log_id: a.last_applied.clone(), last_membership: a.membership.clone() };
+            let meta = SnapshotMeta { last_log_id: a.last_applied, last_membership: a.membership.clone() };
             (point, meta)
         };
         let raft_meta = postcard::to_stdvec(&meta).map_err(io::Error::other)?;
@@ -314,7 +314,7 @@ impl StateMachine {
         {
             let mut a = self.inner.applied.lock();
             self.inner.store.store(Arc::new(store));
-            a.last_applied = meta.last_log_id.clone();
+            a.last_applied = meta.last_log_id;
             a.membership = meta.last_membership.clone();
             self.inner.applied_index.store(index, Ordering::Release);
         }
@@ -346,7 +346,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
         let a = self.inner.applied.lock();
-        Ok((a.last_applied.clone(), a.membership.clone()))
+        Ok((a.last_applied, a.membership.clone()))
     }
 
     async fn apply<S>(&mut self, mut entries: S) -> Result<(), io::Error>
