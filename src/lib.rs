@@ -6,6 +6,7 @@
 //! `conflux` binary. Design: `docs/architecture.md`; file formats: `docs/format.md`.
 #![forbid(unsafe_code)]
 
+pub mod compactor;
 pub mod mvcc;
 pub mod state_machine;
 pub mod types;
