@@ -127,12 +127,26 @@ impl Writer {
         }
         let mut ops = ops.into_iter().peekable();
         let mut synced_early: Vec<Arc<dyn IoFile>> = Vec::new();
+        let mut removed_dirs: Vec<PathBuf> = Vec::new();
         while let Some(op) = ops.next() {
             if failure.is_some() {
                 break;
             }
             match op {
                 Job::Write { file, path, offset, data } => {
+                    // Removals queued before this write (a truncation dropping whole segments)
+                    // must be durable first: the zeros that end the log in an older segment
+                    // must never be on disk while a newer segment is still there.
+                    if !removed_dirs.is_empty() {
+                        for d in removed_dirs.drain(..) {
+                            if let Err(e) = self.io.sync_dir(&d) {
+                                failure = Some(Error::io("fsync directory", &d, e).to_string());
+                            }
+                        }
+                        if failure.is_some() {
+                            continue;
+                        }
+                    }
                     // Coalesce the following writes that continue this one in the same file.
                     let mut run: Vec<Bytes> = vec![data];
                     let mut end = offset + run[0].len() as u64;
@@ -183,10 +197,13 @@ impl Writer {
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                         Err(e) => failure = Some(Error::io("remove", &p, e).to_string()),
                     }
-                    if let Some(d) = p.parent().map(|d| d.to_path_buf())
-                        && !dirs.contains(&d)
-                    {
-                        dirs.push(d);
+                    if let Some(d) = p.parent().map(|d| d.to_path_buf()) {
+                        if !dirs.contains(&d) {
+                            dirs.push(d.clone());
+                        }
+                        if !removed_dirs.contains(&d) {
+                            removed_dirs.push(d);
+                        }
                     }
                 }
                 _ => unreachable!("only writes and removals are I/O operations"),

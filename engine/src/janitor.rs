@@ -75,6 +75,7 @@ impl Janitor {
                     }
                 }
                 JanitorJob::Seal { seg, count, last_crc, generation } => {
+                    let _sealing = seg.seal_lock.lock();
                     if seg.seal_generation.load(std::sync::atomic::Ordering::Acquire) != generation {
                         continue; // reopened by a truncation since: not full any more
                     }

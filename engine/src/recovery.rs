@@ -127,16 +127,17 @@ pub(crate) fn open(
         let probe_len = (segfmt::HEADER_LEN + record::HEADER_LEN + 64).min(len as usize);
         let mut probe = vec![0u8; probe_len];
         crate::io::read_exact_at(&*file, &mut probe, 0).map_err(|e| Error::io("read segment header", &path, e))?;
-        let torn = match segfmt::decode(&probe) {
-            Ok(_) => false,
-            Err(segfmt::HeaderError::Magic(found)) => found.iter().all(|&b| b == 0),
-            Err(segfmt::HeaderError::Version(_)) => false,
-            Err(segfmt::HeaderError::Checksum { .. } | segfmt::HeaderError::Short(_)) => true,
-        };
+        // The header is determined by the file's name, so a torn write of it is recognisable:
+        // every byte is either the expected one or still zero (preallocated space). Anything
+        // else (a flipped bit, another build's version, a foreign file) is left to the checks
+        // below, which refuse it.
+        let expected = segfmt::encode(first);
+        let head = &probe[..probe.len().min(segfmt::HEADER_LEN)];
+        let torn = segfmt::decode(&probe).is_err() && head.iter().zip(expected.iter()).all(|(b, e)| *b == 0 || b == e);
         if !torn {
             break;
         }
-        if first_record_is_whole(&*file, len, first) {
+        if first_record_is_whole(&*file, len, first) || any_whole_record(&*file, first)? {
             // A whole record behind a damaged header: data was synced here; this is damage.
             let reason = match segfmt::decode(&probe) {
                 Err(segfmt::HeaderError::Checksum { stored, computed }) => {
@@ -171,7 +172,7 @@ pub(crate) fn open(
             Err(segfmt::HeaderError::Magic(found)) if !found.iter().all(|&b| b == 0) => {
                 return Err(Error::BadMagic { path, kind: "segment", expected: "CFLXSEG\\0", found });
             }
-            Err(segfmt::HeaderError::Version(v)) => {
+            Err(segfmt::HeaderError::Version(v)) if header_checksum_ok(&hbuf) => {
                 return Err(Error::UnsupportedVersion { path, found: v, supported: crate::format::FORMAT_VERSION });
             }
             Err(e) => {
@@ -213,6 +214,7 @@ pub(crate) fn open(
                         header_crc: header.crc,
                         index,
                         seal_generation: Default::default(),
+                        seal_lock: Default::default(),
                     };
                     segments.insert(first, Arc::new(seg));
                     i += 1;
@@ -288,6 +290,7 @@ pub(crate) fn open(
             header_crc: header.crc,
             index,
             seal_generation: Default::default(),
+            seal_lock: Default::default(),
         });
         let next = first + s.offsets.len() as u64;
         segments.insert(first, seg.clone());
@@ -325,6 +328,16 @@ pub(crate) fn open(
             0,
             CorruptionKind::MissingEntries { expected: purged_end, found: first },
         ));
+    }
+
+    // Step 10: make what recovery changed — and whatever an earlier run created or renamed
+    // without reaching its directory sync — durable before anything new is acknowledged.
+    io.sync_dir(&log_dir).map_err(|e| Error::io("fsync directory", &log_dir, e))?;
+    io.sync_dir(dir).map_err(|e| Error::io("fsync directory", dir, e))?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty())
+        && let Err(e) = io.sync_dir(parent)
+    {
+        tracing::debug!(path = %parent.display(), error = %e, "could not sync the data directory's parent");
     }
 
     Ok(Recovered {
@@ -452,6 +465,31 @@ struct Short {
     found: u64,
     /// Whether its index had been sealed (so its data had been synced).
     was_sealed: bool,
+}
+
+/// Whether a whole record of this segment (index in its range, own checksum good) sits anywhere
+/// in the file. Read only when the newest segment's header is torn, before deleting it.
+fn any_whole_record(file: &dyn IoFile, first: u64) -> Result<bool> {
+    let len = file.len().map_err(|e| Error::io("stat", "<segment>", e))?;
+    if len < (segfmt::HEADER_LEN + record::HEADER_LEN) as u64 {
+        return Ok(false);
+    }
+    let map = file.map().map_err(|e| Error::io("mmap", "<segment>", e))?;
+    let cap = SlotIndex::capacity_for(len);
+    let mut off = segfmt::HEADER_LEN;
+    while off + record::HEADER_LEN <= map.len() {
+        let idx = crate::format::u64_at(&map, off + record::INDEX_OFF);
+        if idx >= first && idx < first + cap && check_record(&map, off as u64).is_ok() {
+            return Ok(true);
+        }
+        off += 8;
+    }
+    Ok(false)
+}
+
+/// Whether a segment header's own checksum matches (whatever its version says).
+fn header_checksum_ok(b: &[u8]) -> bool {
+    b.len() >= segfmt::HEADER_LEN && crate::format::u32_at(b, segfmt::CRC_OFF) == crc32c::crc32c(&b[..segfmt::CRC_OFF])
 }
 
 /// Whether the segment file holds a whole first record for entry `first` at the first record

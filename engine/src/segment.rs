@@ -28,6 +28,9 @@ pub(crate) struct Segment {
     /// Bumped when truncation puts the segment back in use, so a seal queued before that is
     /// dropped instead of marking the reopened index sealed.
     pub seal_generation: std::sync::atomic::AtomicU64,
+    /// Held across a seal (check generation, write header, flush) and across a reopen (bump
+    /// generation, write header, flush), so the two never interleave.
+    pub seal_lock: parking_lot::Mutex<()>,
 }
 
 impl Segment {
@@ -75,6 +78,7 @@ impl Segment {
             header_crc,
             index,
             seal_generation: Default::default(),
+            seal_lock: Default::default(),
         })
     }
 

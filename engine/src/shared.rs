@@ -39,6 +39,9 @@ pub(crate) struct Shared<C: RaftTypeConfig, K> {
     /// One past the highest index known durable.
     pub durable_end: Arc<AtomicU64>,
     pub stats: Arc<Stats>,
+    /// Bumped before and after every truncation: a read that overlaps one is redone, so a read
+    /// is atomic (never a mix of old and new entries, never an error from a removed segment).
+    pub truncations: AtomicU64,
     /// Held for the store's lifetime: the data directory's advisory lock.
     pub _lock: Arc<dyn IoFile>,
     pub _codec: PhantomData<fn() -> K>,
@@ -58,6 +61,16 @@ where
     /// (always at least one entry when the range holds one): replication and streaming read in
     /// bounded batches instead of loading a whole range.
     pub fn read_range_limited(&self, lo: u64, hi: u64, budget: usize) -> Result<Vec<C::Entry>> {
+        loop {
+            let epoch = self.truncations.load(std::sync::atomic::Ordering::Acquire);
+            let r = self.read_range_once(lo, hi, budget);
+            if self.truncations.load(std::sync::atomic::Ordering::Acquire) == epoch {
+                return r;
+            }
+        }
+    }
+
+    fn read_range_once(&self, lo: u64, hi: u64, budget: usize) -> Result<Vec<C::Entry>> {
         let purged_end = self.meta.lock().purged.as_ref().map(|p| p.index + 1).unwrap_or(0);
         let lo = lo.max(purged_end);
         let (lo, cache_first, hi, cached) = {

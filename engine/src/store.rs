@@ -55,6 +55,8 @@ pub struct LogStore<C: RaftTypeConfig, K: RaftCodec<C>> {
     meta_next_slot: u64,
     /// `save_committed` changed the committed id since the last meta write.
     committed_dirty: bool,
+    /// Segments left by rolls in the append being placed, to seal after its writes.
+    pending_seals: Vec<(Arc<Segment>, u64, u32, u64)>,
 }
 
 /// A read handle: cheap to clone, reads entries appended by the store at once.
@@ -125,6 +127,7 @@ where
             poison: poison.clone(),
             durable_end: durable_end.clone(),
             stats: stats.clone(),
+            truncations: AtomicU64::new(0),
             _lock: rec.lock,
             _codec: PhantomData,
         });
@@ -169,6 +172,7 @@ where
             meta_seq: rec.meta_seq,
             meta_next_slot: rec.meta_next_slot,
             committed_dirty: false,
+            pending_seals: Vec::new(),
         })
     }
 
@@ -239,17 +243,11 @@ where
                 self.send(Job::Remove(old.index.path.to_path_buf()))?;
                 self.send(Job::Remove(old.path.to_path_buf()))?;
             } else {
+                // Sealed once its last records are durable: the seal is queued after this
+                // append's writes (see `append_with`), never before them.
                 let count = self.active_next - old.first_index;
-                let (jtx, last_crc) = (self.janitor_tx.clone(), self.last_crc);
                 let generation = old.seal_generation.load(Ordering::Acquire);
-                self.send(Job::Complete {
-                    durable_end: None,
-                    done: Box::new(move |r| {
-                        if r.is_ok() {
-                            let _ = jtx.send(JanitorJob::Seal { seg: old, count, last_crc, generation });
-                        }
-                    }),
-                })?;
+                self.pending_seals.push((old, count, self.last_crc, generation));
             }
         }
         let io = &*self.shared.config.io;
@@ -369,6 +367,19 @@ where
                 data: buf.slice(a..b),
             })?;
         }
+        for (seg, count, last_crc, generation) in self.pending_seals.drain(..) {
+            let jtx = self.janitor_tx.clone();
+            self.tx
+                .send(Job::Complete {
+                    durable_end: None,
+                    done: Box::new(move |r| {
+                        if r.is_ok() {
+                            let _ = jtx.send(JanitorJob::Seal { seg, count, last_crc, generation });
+                        }
+                    }),
+                })
+                .map_err(|_| Error::WriterGone)?;
+        }
         self.send(Job::Complete { durable_end: Some(last_index + 1), done })
     }
 
@@ -379,6 +390,18 @@ where
         }
         let purged_end = self.shared.meta.lock().purged.as_ref().map(|p| p.index + 1).unwrap_or(0);
         let t = t.max(purged_end);
+        // Readers overlapping this truncation redo their read (see `Shared::truncations`).
+        self.shared.truncations.fetch_add(1, Ordering::AcqRel);
+        let r = self.truncate_from(t, last, purged_end);
+        self.shared.truncations.fetch_add(1, Ordering::AcqRel);
+        r.map(|()| Some(t))
+    }
+
+    fn truncate_from(&mut self, t: u64, last: Option<LogIdOf<C>>, purged_end: u64) -> Result<()> {
+        // The chain value of record t (needed below) before the tail forgets it.
+        let cached_prev = self.shared.tail.read().prev_crc(t);
+        let cached_last = if t > 0 { self.shared.tail.read().framed_size_and_crc(t - 1) } else { None };
+        self.shared.tail.write().truncate_from(t);
         // Segments that start at or after t go entirely, newest first (so a crash in between
         // leaves a shorter log, never a hole).
         let doomed: Vec<Arc<Segment>> = {
@@ -393,7 +416,7 @@ where
         // The chain value record t was written with: from the tail cache, or from its header.
         let holder_of_t = doomed.last().filter(|d| d.first_index == t).cloned();
         let prev_of_t = |seg_of_t: &Arc<Segment>| -> Result<u32> {
-            match self.shared.tail.read().prev_crc(t) {
+            match cached_prev {
                 Some(p) => Ok(p),
                 None => Ok(seg_of_t.record_at(seg_of_t.index.get(t - seg_of_t.first_index))?.1.prev_crc),
             }
@@ -418,8 +441,7 @@ where
                     // own last record, t - 1, chained to that record's checksum.
                     debug_assert!(holder_of_t.is_some(), "t starts a removed segment");
                     let last_off = seg.index.get(t - 1 - seg.first_index);
-                    let cached = self.shared.tail.read().framed_size_and_crc(t - 1);
-                    let (framed, crc) = match cached {
+                    let (framed, crc) = match cached_last {
                         Some((f, c)) => (f as u64, c),
                         None => {
                             let h = seg.record_at(last_off)?.1;
@@ -432,27 +454,29 @@ where
                 self.active_next = t;
                 // In use again: its index no longer proves anything until it is sealed anew, and a
                 // seal queued before must not land.
-                seg.seal_generation.fetch_add(1, Ordering::AcqRel);
-                seg.index.write_header(&crate::format::index::IndexHeader {
-                    state: crate::format::index::STATE_OPEN,
-                    first_index: seg.first_index,
-                    count: 0,
-                    last_crc: 0,
-                });
-                seg.index.flush().map_err(|e| Error::io("msync index", seg.index.path.as_ref(), e))?;
+                {
+                    let _sealing = seg.seal_lock.lock();
+                    seg.seal_generation.fetch_add(1, Ordering::AcqRel);
+                    seg.index.write_header(&crate::format::index::IndexHeader {
+                        state: crate::format::index::STATE_OPEN,
+                        first_index: seg.first_index,
+                        count: 0,
+                        last_crc: 0,
+                    });
+                    seg.index.flush().map_err(|e| Error::io("msync index", seg.index.path.as_ref(), e))?;
+                }
                 self.active = Some(seg);
             }
             None => {
                 self.active = None;
             }
         }
-        self.shared.tail.write().truncate_from(t);
         self.next_index = t;
         self.last_log_id = match last {
             Some(l) if l.index + 1 > purged_end => Some(l),
             _ => self.shared.meta.lock().purged.clone(),
         };
-        Ok(Some(t))
+        Ok(())
     }
 
     /// Drop what a (durable) purge up to `upto` made unreachable.
@@ -701,7 +725,15 @@ where
 
     async fn truncate_after(&mut self, last_log_id: Option<LogIdOf<C>>) -> std::io::Result<()> {
         self.shared.poison.check()?;
-        if let Some(t) = self.do_truncate_after(last_log_id)? {
+        let truncated = match self.do_truncate_after(last_log_id) {
+            Ok(t) => t,
+            Err(e) => {
+                // Half-done: the in-memory view may no longer match what is queued.
+                self.shared.poison.set(format!("truncate_after failed: {e}"));
+                return Err(e.into());
+            }
+        };
+        if let Some(t) = truncated {
             self.barrier().await?;
             // Every completion queued before the truncation has run: lower the durable mark so
             // re-appended entries are not taken as durable.
