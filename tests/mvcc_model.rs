@@ -249,7 +249,7 @@ proptest! {
 }
 
 #[test]
-fn readers_on_other_threads_never_see_a_torn_state() {
+fn readers_and_snapshots_during_apply_never_see_a_torn_state() {
     // Precompute the model's state at every revision, then apply while readers compare.
     let mut rng = 0x2545_F491_4F6C_DD1Du64;
     let mut next = || {
@@ -295,6 +295,23 @@ fn readers_on_other_threads_never_see_a_torn_state() {
             })
         })
         .collect();
+    // Snapshots built during apply hold exactly the model's state at their revision.
+    let snapshotter = {
+        let (store, states, done) = (store.clone(), states.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut built = 0u64;
+            while !done.load(Ordering::Acquire) {
+                let mut body = Vec::new();
+                let meta = store.write_snapshot(&mut body).unwrap();
+                let (restored, _) = Store::read_snapshot(&mut &body[..]).unwrap();
+                let r = restored.range(&all(0)).unwrap();
+                let got: Vec<(Bytes, Bytes)> = r.kvs.into_iter().map(|kv| (kv.key, kv.value)).collect();
+                assert_eq!(got, states[meta.revision as usize], "snapshot at revision {}", meta.revision);
+                built += 1;
+            }
+            built
+        })
+    };
     let mut m2 = Model::new();
     for op in &ops {
         step(&store, &mut m2, op);
@@ -302,6 +319,7 @@ fn readers_on_other_threads_never_see_a_torn_state() {
     done.store(true, Ordering::Release);
     let reads: u64 = readers.into_iter().map(|h| h.join().unwrap()).sum();
     assert!(reads > 10, "readers ran: {reads}");
+    assert!(snapshotter.join().unwrap() > 0, "snapshots were built during apply");
 }
 
 #[test]
