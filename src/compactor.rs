@@ -1,9 +1,9 @@
 //! Auto-compaction, as etcd's `--auto-compaction-mode` and `--auto-compaction-retention`.
 //!
 //! - `revision`: every 5 minutes, compact to (current revision − retention).
-//! - `periodic`: keep `retention` of history. The revision is sampled every `retention / 10`
-//!   (every hour once the retention is an hour or more); each check compacts to the newest
-//!   sample that is at least `retention` old.
+//! - `periodic`: keep `retention` of history. The revision is sampled every tenth of
+//!   min(retention, 1 hour), and once per min(retention, 1 hour) the store is compacted to the
+//!   newest sample that is at least `retention` old — etcd's schedule.
 //!
 //! The policy here is pure ([`Compactor::tick`]); [`spawn`] runs it on a timer and proposes the
 //! compaction through whatever the caller passes (the node proposes through Raft on the leader).
@@ -56,13 +56,7 @@ impl AutoCompaction {
     pub fn interval(&self) -> Duration {
         match self {
             AutoCompaction::Revision(_) => REVISION_CHECK_INTERVAL,
-            AutoCompaction::Periodic(d) => {
-                if *d >= Duration::from_secs(3600) {
-                    Duration::from_secs(3600)
-                } else {
-                    (*d / 10).max(Duration::from_millis(100))
-                }
-            }
+            AutoCompaction::Periodic(d) => ((*d).min(Duration::from_secs(3600)) / 10).max(Duration::from_millis(10)),
         }
     }
 }
@@ -102,12 +96,13 @@ fn parse_duration(s: &str) -> Option<Duration> {
 pub struct Compactor {
     mode: AutoCompaction,
     samples: VecDeque<(Instant, u64)>,
+    ticks: u64,
 }
 
 impl Compactor {
     /// A compactor for `mode`.
     pub fn new(mode: AutoCompaction) -> Compactor {
-        Compactor { mode, samples: VecDeque::new() }
+        Compactor { mode, samples: VecDeque::new(), ticks: 0 }
     }
 
     /// The mode.
@@ -122,6 +117,11 @@ impl Compactor {
             AutoCompaction::Revision(keep) => revision.saturating_sub(keep),
             AutoCompaction::Periodic(keep) => {
                 self.samples.push_back((now, revision));
+                self.ticks += 1;
+                // Sample every tick; compact every tenth (once per min(retention, 1 h)).
+                if !self.ticks.is_multiple_of(10) {
+                    return None;
+                }
                 // The newest sample at least `keep` old is the target; older ones are no longer
                 // needed.
                 let mut target = 0;
@@ -194,7 +194,7 @@ mod tests {
         assert!(AutoCompaction::parse("sometimes", "1h").unwrap_err().contains("--auto-compaction-mode=\"sometimes\""));
         assert!(AutoCompaction::parse("periodic", "soon").is_err());
         assert_eq!(AutoCompaction::Periodic(Duration::from_secs(600)).interval(), Duration::from_secs(60));
-        assert_eq!(AutoCompaction::Periodic(Duration::from_secs(72 * 3600)).interval(), Duration::from_secs(3600));
+        assert_eq!(AutoCompaction::Periodic(Duration::from_secs(72 * 3600)).interval(), Duration::from_secs(360));
     }
 
     #[test]
@@ -214,7 +214,7 @@ mod tests {
         let step = keep / 10;
         let mut compacted = 0;
         let mut results = Vec::new();
-        for i in 0..30u32 {
+        for i in 0..41u32 {
             let now = t0 + step * i;
             let rev = 1 + 100 * i as u64; // 100 revisions per step
             if let Some(target) = c.tick(now, rev, compacted) {
@@ -222,13 +222,8 @@ mod tests {
                 results.push((i, target));
             }
         }
-        // Nothing before a full retention has passed; then each check compacts to the revision
-        // of one retention ago (10 steps back).
-        assert_eq!(results.first(), Some(&(10, 1)));
-        for (i, target) in &results {
-            assert!(*i >= 10);
-            assert_eq!(*target, 1 + 100 * (*i as u64 - 10), "step {i}");
-        }
-        assert!(results.len() >= 18);
+        // Samples every tick, a compaction every tenth tick, to the revision of one retention
+        // (10 ticks) ago.
+        assert_eq!(results, vec![(19, 901), (29, 1901), (39, 2901)]);
     }
 }

@@ -248,7 +248,11 @@ impl StateMachine {
 
     /// Build a snapshot now (blocking: call from a blocking thread).
     fn build_blocking(&self) -> Result<(SnapshotMeta, SnapshotInfo), io::Error> {
+        // Store, revision and applied log id read together, under the lock apply and install
+        // take to change them.
+        let a = self.inner.applied.lock();
         let store = self.inner.store.load_full();
+        drop(a);
         // Hold off physical compaction, then read revision and applied log id together.
         let (point, meta) = {
             let a = self.inner.applied.lock();

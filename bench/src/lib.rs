@@ -96,6 +96,8 @@ pub trait BenchTypes: openraft::RaftTypeConfig<Entry: Clone> {
     const BLOB: &'static str;
     /// A normal entry at `index` (term 1, leader node 1) carrying `data`.
     fn entry(index: u64, data: Vec<u8>) -> Self::Entry;
+    /// The log id of the entry [`BenchTypes::entry`] builds at `index`.
+    fn log_id(index: u64) -> openraft::alias::LogIdOf<Self>;
 }
 
 fn log_id<C>(index: u64) -> openraft::LogId<C::LeaderId>
@@ -110,12 +112,19 @@ impl BenchTypes for TC {
     fn entry(index: u64, data: Vec<u8>) -> Entry {
         Entry::new(log_id::<TC>(index), EntryPayload::Normal(Blob(data)))
     }
+    fn log_id(index: u64) -> openraft::alias::LogIdOf<Self> {
+        log_id::<TC>(index)
+    }
 }
 
 impl BenchTypes for TCBytes {
     const BLOB: &'static str = "/blob=bytes";
     fn entry(index: u64, data: Vec<u8>) -> Self::Entry {
-        <Self as openraft::RaftTypeConfig>::Entry::new(log_id::<TCBytes>(index), EntryPayload::Normal(BytesBlob(data)))
+        let payload = EntryPayload::Normal(BytesBlob(data));
+        <Self as openraft::RaftTypeConfig>::Entry::new(log_id::<TCBytes>(index), payload)
+    }
+    fn log_id(index: u64) -> openraft::alias::LogIdOf<Self> {
+        log_id::<TCBytes>(index)
     }
 }
 
@@ -236,6 +245,42 @@ where
     rx.recv().expect("writer completes every callback").expect("append durable");
 }
 
+/// Keep a long-running append benchmark in a steady state: once the store holds more than
+/// `keep_segments` segments, purge every entry before `next` (outside the caller's timed region).
+/// The engine deletes the purged segments in the background, so disk use and page-cache
+/// footprint stay bounded, as on a node that snapshots and purges, and as for [`RawPeer`], which
+/// recycles its file. Without this the page cache grows by the whole benchmark's writes, and on
+/// a VM whose memory is backed lazily every new page-cache page costs a host fault.
+pub fn recycle<C: BenchTypes>(store: &mut StoreOf<C>, next: u64, keep_segments: usize)
+where
+    PostcardCodec<C>: RaftCodec<C>,
+{
+    use openraft::storage::RaftLogStorage;
+    if next > 1 && store.segment_count() > keep_segments {
+        block_on(store.purge(C::log_id(next - 1))).expect("purge");
+    }
+}
+
+/// Run a future to completion on this thread (the engine's futures only wait for its own
+/// writer thread, so no runtime is needed).
+pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
+
 /// Fill a store with `count` entries of `data` starting at index `first`, keeping a bounded
 /// number of appends in flight (faster than waiting for each, and what openraft does).
 pub fn fill<C: BenchTypes>(store: &mut StoreOf<C>, first: u64, count: u64, data: &[u8])
@@ -275,6 +320,10 @@ pub struct RawPeer {
     file: File,
     len: u64,
     offset: u64,
+    /// Calls, and time spent in `pwrite` and in `fdatasync`, for [`RawPeer::report`].
+    calls: u64,
+    write_time: Duration,
+    sync_time: Duration,
 }
 
 impl RawPeer {
@@ -283,7 +332,7 @@ impl RawPeer {
     pub fn new(dir: &Path, len: u64) -> RawPeer {
         let path = dir.join("raw-peer.dat");
         let file = Self::prepare(&path, len);
-        RawPeer { path, file, len, offset: 0 }
+        RawPeer { path, file, len, offset: 0, calls: 0, write_time: Duration::ZERO, sync_time: Duration::ZERO }
     }
 
     fn prepare(path: &Path, len: u64) -> File {
@@ -319,11 +368,33 @@ impl RawPeer {
                 Err(e) => panic!("pwrite {}: {e}", self.path.display()),
             }
         }
+        let written = start.elapsed();
         rustix::fs::fdatasync(&self.file).unwrap_or_else(|e| panic!("fdatasync {}: {e}", self.path.display()));
         let took = start.elapsed();
+        self.calls += 1;
+        self.write_time += written;
+        self.sync_time += took - written;
         // Keep the engine's 8-byte record alignment.
         self.offset += conflux_engine::format::align8(buf.len() as u64);
         took
+    }
+}
+
+impl RawPeer {
+    /// How many timed writes the peer has done.
+    pub fn calls(&self) -> u64 {
+        self.calls
+    }
+
+    /// One line for stderr: mean time in `pwrite` and in `fdatasync` so far.
+    pub fn report(&self) -> String {
+        let n = self.calls.max(1) as f64;
+        format!(
+            "{} calls, mean pwrite {:.3} ms, mean fdatasync {:.3} ms",
+            self.calls,
+            self.write_time.as_secs_f64() * 1e3 / n,
+            self.sync_time.as_secs_f64() * 1e3 / n
+        )
     }
 }
 

@@ -213,6 +213,9 @@ impl Writer {
 
         if failure.is_none() {
             for (f, path) in &touched {
+                if synced_early.iter().any(|s| Arc::ptr_eq(s, f)) {
+                    continue; // synced before the writer moved to another file, not written since
+                }
                 let t = Instant::now();
                 if let Err(e) = f.sync_data() {
                     failure = Some(Error::io("fdatasync", path.as_ref(), e).to_string());

@@ -48,6 +48,8 @@ impl Snapshots {
     pub fn open(io: Arc<dyn Io>, data_dir: &Path) -> Result<Snapshots> {
         let dir = data_dir.join(SNAPSHOT_DIR);
         io.create_dir_all(&dir).map_err(|e| Error::io("create snapshot directory", &dir, e))?;
+        // The directory entry itself must survive a power cut before any snapshot relies on it.
+        io.sync_dir(data_dir).map_err(|e| Error::io("fsync directory", data_dir, e))?;
         for p in io.list_dir(&dir).map_err(|e| Error::io("list", &dir, e))? {
             if p.extension().is_some_and(|e| e == "partial") {
                 io.remove_file(&p).map_err(|e| Error::io("remove unfinished snapshot", &p, e))?;
@@ -69,7 +71,7 @@ impl Snapshots {
         let mut out = Vec::new();
         for p in self.io.list_dir(&self.dir).map_err(|e| Error::io("list", &self.dir, e))? {
             let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            if name.ends_with(".partial") || name.ends_with(".incoming") {
+            if name.ends_with(".partial") {
                 continue;
             }
             let Some((term, index)) = fmt::parse_name(&name) else {

@@ -35,8 +35,13 @@ impl Store {
             (o, _) => o,
         };
         let sorted = order != SortOrder::None && !(order == SortOrder::Ascend && req.sort_target == SortTarget::Key);
-        // Without sorting or filters, only the first limit + 1 keys need copying.
-        let keep = if req.limit > 0 && !sorted && !filtered { req.limit as usize + 1 } else { usize::MAX };
+        // Without an explicit sort order or filters, only the first limit + 1 keys (in key order)
+        // are taken, and sorted among themselves, as etcd does.
+        let keep = if req.limit > 0 && req.sort_order == SortOrder::None && !filtered {
+            req.limit as usize + 1
+        } else {
+            usize::MAX
+        };
         let with_values = !req.keys_only && !req.count_only;
 
         let end = RangeEnd::from_request(&req.range_end);

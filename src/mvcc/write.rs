@@ -217,11 +217,14 @@ impl Store {
             return compare_one(c, v.as_ref().map(|(r, v)| (*r, v)));
         }
         let mut ok = true;
+        let mut any = false;
         self.scan_at(&c.key, &end, view, |_, r, v| {
+            any = true;
             ok = compare_one(c, Some((r, v)));
             ok
         });
-        ok
+        // etcd: a range holding no key compares as one empty key-value.
+        if any { ok } else { compare_one(c, None) }
     }
 
     fn check_path(&self, t: &TxnRequest, path: &TxnPath, view: u64) -> Result<(), MvccError> {
@@ -280,8 +283,9 @@ fn check_put(store: &Store, p: &PutRequest, view: u64) -> Result<(), MvccError> 
     Ok(())
 }
 
-/// etcd's checks on a transaction's shape: operation count, and no key written twice (or put and
-/// deleted) by one branch, nested transactions included.
+/// etcd's checks on a transaction's shape: operation count, empty compare keys, and no key
+/// written twice (or put and deleted) where both could run, with etcd's rules for nested
+/// transactions (their two branches exclude each other).
 fn validate_txn(t: &TxnRequest, max_ops: usize) -> Result<(), MvccError> {
     if t.compare.len() > max_ops || t.success.len() > max_ops || t.failure.len() > max_ops {
         return Err(MvccError::TooManyOps);
@@ -291,46 +295,57 @@ fn validate_txn(t: &TxnRequest, max_ops: usize) -> Result<(), MvccError> {
             return Err(MvccError::EmptyKey);
         }
     }
-    branch_keys(&t.success, max_ops)?;
-    branch_keys(&t.failure, max_ops)?;
+    check_intervals(&t.success, max_ops)?;
+    check_intervals(&t.failure, max_ops)?;
     Ok(())
 }
 
 type Interval = (Bytes, RangeEnd);
 
-/// Keys put and ranges deleted by one branch (all nested branches included, since either may
-/// run); errors on a duplicate.
-fn branch_keys(ops: &[RequestOp], max_ops: usize) -> Result<(HashSet<Bytes>, Vec<Interval>), MvccError> {
+fn intersects(dels: &[Interval], key: &Bytes) -> bool {
+    dels.iter().any(|(start, end)| end.contains(start, key))
+}
+
+/// Keys put and ranges deleted by one branch, nested transactions included. This level's
+/// deletes are collected first; a nested transaction's puts may not hit them nor earlier puts,
+/// except that its failure branch may repeat its own success branch's keys; this level's puts
+/// may hit nothing collected so far, nested deletes included.
+fn check_intervals(ops: &[RequestOp], max_ops: usize) -> Result<(HashSet<Bytes>, Vec<Interval>), MvccError> {
+    let mut dels: Vec<Interval> = ops
+        .iter()
+        .filter_map(|op| match op {
+            RequestOp::DeleteRange(d) => Some((d.key.clone(), RangeEnd::from_request(&d.range_end))),
+            _ => None,
+        })
+        .collect();
     let mut puts: HashSet<Bytes> = HashSet::new();
-    let mut dels: Vec<Interval> = Vec::new();
     for op in ops {
-        match op {
-            RequestOp::Put(p) => {
-                if !puts.insert(p.key.clone()) {
+        if let RequestOp::Txn(n) = op {
+            validate_txn(n, max_ops)?;
+            let (then_puts, then_dels) = check_intervals(&n.success, max_ops)?;
+            let (else_puts, else_dels) = check_intervals(&n.failure, max_ops)?;
+            for k in &then_puts {
+                if puts.contains(k) || intersects(&dels, k) {
                     return Err(MvccError::DuplicateKey);
                 }
+                puts.insert(k.clone());
             }
-            RequestOp::DeleteRange(d) => dels.push((d.key.clone(), RangeEnd::from_request(&d.range_end))),
-            RequestOp::Range(_) => {}
-            RequestOp::Txn(n) => {
-                validate_txn(n, max_ops)?;
-                let (ps, ds) = branch_keys(&n.success, max_ops)?;
-                let (pf, df) = branch_keys(&n.failure, max_ops)?;
-                for k in ps.iter().chain(pf.iter()) {
-                    if puts.contains(k) {
-                        return Err(MvccError::DuplicateKey);
-                    }
+            for k in &else_puts {
+                if (puts.contains(k) && !then_puts.contains(k)) || intersects(&dels, k) {
+                    return Err(MvccError::DuplicateKey);
                 }
-                puts.extend(ps);
-                puts.extend(pf);
-                dels.extend(ds);
-                dels.extend(df);
+                puts.insert(k.clone());
             }
+            dels.extend(then_dels);
+            dels.extend(else_dels);
         }
     }
-    for k in &puts {
-        if dels.iter().any(|(start, end)| end.contains(start, k)) {
-            return Err(MvccError::DuplicateKey);
+    for op in ops {
+        if let RequestOp::Put(p) = op {
+            if puts.contains(&p.key) || intersects(&dels, &p.key) {
+                return Err(MvccError::DuplicateKey);
+            }
+            puts.insert(p.key.clone());
         }
     }
     Ok((puts, dels))
