@@ -479,6 +479,6 @@ fn etcd_errors_and_edge_cases() {
     let removed = s.compact_physically();
     assert!(removed >= 3, "at least a@2 (superseded), b@3 and its tombstone go: {removed}");
     assert_eq!(s.version_count(), versions - removed);
-    assert_eq!(s.range(&all(at + 1)).unwrap().kvs.len(), 3);
+    assert_eq!(s.range(&all(at + 1)).unwrap().kvs.len(), 5, "a, lock/1, lock/2, n1, n2");
     assert_eq!(s.range(&all(at)), Err(MvccError::Compacted { compacted: at + 1 }));
 }
