@@ -114,8 +114,8 @@ impl Store {
             rec.extend_from_slice(&(vk.key.len() as u32).to_le_bytes());
             rec.extend_from_slice(&vk.key);
             rec.extend_from_slice(&vk.rev.to_le_bytes());
-            rec.extend_from_slice(&v.create.to_le_bytes());
-            rec.extend_from_slice(&v.version.to_le_bytes());
+            rec.extend_from_slice(&v.create().to_le_bytes());
+            rec.extend_from_slice(&v.version().to_le_bytes());
             rec.extend_from_slice(&v.lease.to_le_bytes());
             rec.push(v.tombstone as u8);
             rec.extend_from_slice(&(v.value.len() as u32).to_le_bytes());
@@ -176,7 +176,7 @@ impl Store {
                 }
                 last_key = Some(key.clone());
             }
-            store.map.insert(vk.clone(), Version { create, version, lease, value, tombstone });
+            store.map.insert(vk.clone(), Version::new(create, version, lease, value, tombstone));
             prev = Some(vk);
             versions += 1;
         }

@@ -40,23 +40,67 @@ impl PartialOrd for VKey {
 }
 
 /// One version of a key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `create` and `version` are atomics so apply can insert the version first and fill them in
+/// from the version right after it in the map (the key's previous one): one traversal per put
+/// instead of a lookup and an insert. They are set before the revision is published and never
+/// change after, so readers (who only look at published revisions) always see final values.
+#[derive(Debug)]
 pub(crate) struct Version {
-    pub create: u64,
-    pub version: u64,
+    create: AtomicU64,
+    version: AtomicU64,
     pub lease: i64,
     pub value: Bytes,
     /// A delete: the key does not exist from this revision on.
     pub tombstone: bool,
 }
 
+impl Clone for Version {
+    fn clone(&self) -> Self {
+        Version::new(self.create(), self.version(), self.lease, self.value.clone(), self.tombstone)
+    }
+}
+
+impl PartialEq for Version {
+    fn eq(&self, o: &Self) -> bool {
+        (self.create(), self.version(), self.lease, &self.value, self.tombstone)
+            == (o.create(), o.version(), o.lease, &o.value, o.tombstone)
+    }
+}
+
+impl Eq for Version {}
+
 impl Version {
+    pub fn new(create: u64, version: u64, lease: i64, value: Bytes, tombstone: bool) -> Version {
+        Version { create: AtomicU64::new(create), version: AtomicU64::new(version), lease, value, tombstone }
+    }
+
+    pub fn tombstone() -> Version {
+        Version::new(0, 0, 0, Bytes::new(), true)
+    }
+
+    /// Revision the key was created at.
+    pub fn create(&self) -> u64 {
+        self.create.load(Ordering::Relaxed)
+    }
+
+    /// Writes since creation.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Relaxed)
+    }
+
+    /// Fill in the lineage of a version apply just inserted (before it is published).
+    pub fn set_lineage(&self, create: u64, version: u64) {
+        self.create.store(create, Ordering::Relaxed);
+        self.version.store(version, Ordering::Relaxed);
+    }
+
     pub fn to_kv(&self, key: &Bytes, rev: u64, with_value: bool) -> KeyValue {
         KeyValue {
             key: key.clone(),
-            create_revision: self.create as i64,
+            create_revision: self.create() as i64,
             mod_revision: rev as i64,
-            version: self.version as i64,
+            version: self.version() as i64,
             value: if with_value { self.value.clone() } else { Bytes::new() },
             lease: self.lease,
         }
@@ -251,6 +295,21 @@ impl Store {
         self.map.insert(VKey { key, rev }, v);
     }
 
+    /// Insert a put's version and return the key's previous version (if the key existed), found
+    /// right after the new one in the map; the new version's lineage is filled in from it.
+    pub(crate) fn insert_put(&self, key: Bytes, rev: u64, lease: i64, value: Bytes) -> Option<(u64, Version)> {
+        let e = self.map.insert(VKey { key, rev }, Version::new(0, 0, lease, value, false));
+        let prev = e
+            .next()
+            .filter(|n| n.key().key == e.key().key && !n.value().tombstone)
+            .map(|n| (n.key().rev, n.value().clone()));
+        match &prev {
+            Some((_, p)) => e.value().set_lineage(p.create(), p.version() + 1),
+            None => e.value().set_lineage(rev, 1),
+        }
+        prev
+    }
+
     /// Record a finished write at revision `rev` (apply only). Readers see it after
     /// [`Store::publish`].
     pub(crate) fn advance(&self, rev: u64, key_delta: i64) {
@@ -283,7 +342,7 @@ mod tests {
     use super::*;
 
     fn v(val: &str, tomb: bool) -> Version {
-        Version { create: 1, version: 1, lease: 0, value: Bytes::from(val.to_string()), tombstone: tomb }
+        Version::new(1, 1, 0, Bytes::from(val.to_string()), tomb)
     }
 
     #[test]

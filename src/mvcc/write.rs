@@ -34,25 +34,31 @@ impl WriteTxn<'_> {
     }
 
     fn put(&mut self, req: &PutRequest) -> PutResponse {
-        let view = self.view();
-        let prev = self.store.get_at(&req.key, view);
         let rev = self.new_rev();
-        let (create, version) = match &prev {
-            Some((_, p)) => (p.create, p.version + 1),
-            None => (rev, 1),
-        };
-        let value = match (&prev, req.ignore_value) {
-            (Some((_, p)), true) => p.value.clone(),
-            _ => req.value.clone(),
-        };
-        let lease = match (&prev, req.ignore_lease) {
-            (Some((_, p)), true) => p.lease,
-            _ => req.lease,
+        let prev = if req.ignore_value || req.ignore_lease {
+            // The new version takes fields from the previous one: look it up first.
+            let prev = self.store.get_at(&req.key, self.view());
+            let (create, version) = match &prev {
+                Some((_, p)) => (p.create(), p.version() + 1),
+                None => (rev, 1),
+            };
+            let value = match (&prev, req.ignore_value) {
+                (Some((_, p)), true) => p.value.clone(),
+                _ => req.value.clone(),
+            };
+            let lease = match (&prev, req.ignore_lease) {
+                (Some((_, p)), true) => p.lease,
+                _ => req.lease,
+            };
+            self.store.insert(req.key.clone(), rev, Version::new(create, version, lease, value, false));
+            prev
+        } else {
+            // One traversal: insert, then read the previous version next to it.
+            self.store.insert_put(req.key.clone(), rev, req.lease, req.value.clone())
         };
         if prev.is_none() {
             self.key_delta += 1;
         }
-        self.store.insert(req.key.clone(), rev, Version { create, version, lease, value, tombstone: false });
         self.changed = true;
         PutResponse {
             header: ResponseHeader { revision: rev as i64 },
@@ -74,11 +80,7 @@ impl WriteTxn<'_> {
             if req.prev_kv {
                 prev_kvs.push(v.to_kv(k, *r, true));
             }
-            self.store.insert(
-                k.clone(),
-                rev,
-                Version { create: 0, version: 0, lease: 0, value: Bytes::new(), tombstone: true },
-            );
+            self.store.insert(k.clone(), rev, Version::tombstone());
         }
         if !doomed.is_empty() {
             self.changed = true;
@@ -256,8 +258,8 @@ impl Store {
 fn compare_one(c: &Compare, v: Option<(u64, &Version)>) -> bool {
     use std::cmp::Ordering;
     let ord: Ordering = match &c.target {
-        CompareTarget::Version(x) => v.map(|(_, v)| v.version as i64).unwrap_or(0).cmp(x),
-        CompareTarget::Create(x) => v.map(|(_, v)| v.create as i64).unwrap_or(0).cmp(x),
+        CompareTarget::Version(x) => v.map(|(_, v)| v.version() as i64).unwrap_or(0).cmp(x),
+        CompareTarget::Create(x) => v.map(|(_, v)| v.create() as i64).unwrap_or(0).cmp(x),
         CompareTarget::Mod(x) => v.map(|(r, _)| r as i64).unwrap_or(0).cmp(x),
         CompareTarget::Lease(x) => v.map(|(_, v)| v.lease).unwrap_or(0).cmp(x),
         CompareTarget::Value(x) => match v {
