@@ -13,7 +13,14 @@ impl Store {
     /// # Errors
     /// [`MvccError::EmptyKey`], [`MvccError::Compacted`], [`MvccError::FutureRevision`].
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
-        self.range_at(req, self.revision())
+        loop {
+            match self.range_at(req, self.revision()) {
+                // A read of the latest state overtaken by a compaction past the revision it
+                // started at: read again at the new latest revision (etcd never refuses those).
+                Err(MvccError::Compacted { .. }) if req.revision <= 0 => continue,
+                r => return r,
+            }
+        }
     }
 
     /// Serve a range as of `current` being the newest revision (a transaction's own view).
