@@ -37,6 +37,27 @@ fn bench(c: &mut Criterion) {
     store.publish();
     let map = Arc::new(RwLock::new((0..KEYS).map(|i| (key(i), value(i))).collect::<BTreeMap<Bytes, Bytes>>()));
 
+    // Without a writer first: the cost of the read path alone.
+    {
+        let mut g = c.benchmark_group("range");
+        g.sample_size(30).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+        g.throughput(Throughput::Elements(1));
+        let mut n = 0u64;
+        g.bench_function(BenchmarkId::new("mvcc", "point/keys=1M/writer=off"), |b| {
+            b.iter(|| {
+                n = n.wrapping_add(104_729);
+                black_box(store.range(&RangeRequest { key: key(n), ..Default::default() }).unwrap().kvs.len())
+            })
+        });
+        g.bench_function(BenchmarkId::new("rwlock-btreemap", "point/keys=1M/writer=off"), |b| {
+            b.iter(|| {
+                n = n.wrapping_add(104_729);
+                black_box(map.read().get(&key(n)).cloned().map(|v| v.len()))
+            })
+        });
+        g.finish();
+    }
+
     // The writers: the same stream of puts, in batches of 64, into each structure.
     let stop = Arc::new(AtomicBool::new(false));
     let (s, m, st) = (store.clone(), map.clone(), stop.clone());

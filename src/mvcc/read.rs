@@ -14,7 +14,7 @@ impl Store {
     /// [`MvccError::EmptyKey`], [`MvccError::Compacted`], [`MvccError::FutureRevision`].
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
         loop {
-            match self.range_at(req, self.revision()) {
+            match self.range_at(req, self.revision(), false) {
                 // A read of the latest state overtaken by a compaction past the revision it
                 // started at: read again at the new latest revision (etcd never refuses those).
                 Err(MvccError::Compacted { .. }) if req.revision <= 0 => continue,
@@ -24,12 +24,17 @@ impl Store {
     }
 
     /// Serve a range as of `current` being the newest revision (a transaction's own view).
-    pub(crate) fn range_at(&self, req: &RangeRequest, current: u64) -> Result<RangeResponse, MvccError> {
+    pub(crate) fn range_at(
+        &self,
+        req: &RangeRequest,
+        current: u64,
+        in_apply: bool,
+    ) -> Result<RangeResponse, MvccError> {
         if req.key.is_empty() {
             return Err(MvccError::EmptyKey);
         }
         let rev = if req.revision <= 0 { current } else { req.revision as u64 };
-        self.check_readable(rev, current)?;
+        self.check_readable(rev, current, in_apply)?;
 
         let filtered = req.min_mod_revision != 0
             || req.max_mod_revision != 0

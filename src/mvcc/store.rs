@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use crossbeam_skiplist::SkipMap;
+use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 
 use super::error::MvccError;
@@ -115,15 +116,15 @@ pub const INITIAL_REVISION: u64 = 1;
 pub struct Store {
     pub(crate) map: SkipMap<VKey, Version>,
     /// The newest revision readers may see.
-    pub(crate) rev: AtomicU64,
+    pub(crate) rev: CachePadded<AtomicU64>,
     /// Apply's own revision: ahead of `rev` while a batch is being applied.
-    pub(crate) working: AtomicU64,
+    pub(crate) working: CachePadded<AtomicU64>,
     /// Reads below this revision are refused.
-    pub(crate) compacted: AtomicU64,
+    pub(crate) compacted: CachePadded<AtomicU64>,
     /// Apply's compacted revision, published with `working`.
     pub(crate) working_compacted: AtomicU64,
     /// Live-key change not yet published.
-    pub(crate) pending_keys: AtomicI64,
+    pub(crate) pending_keys: CachePadded<AtomicI64>,
     /// Versions below this have been physically removed.
     pub(crate) physically_compacted: AtomicU64,
     /// Live keys at the published revision.
@@ -183,11 +184,11 @@ impl Store {
     pub fn new() -> Store {
         Store {
             map: SkipMap::new(),
-            rev: AtomicU64::new(INITIAL_REVISION),
-            working: AtomicU64::new(INITIAL_REVISION),
-            compacted: AtomicU64::new(0),
+            rev: CachePadded::new(AtomicU64::new(INITIAL_REVISION)),
+            working: CachePadded::new(AtomicU64::new(INITIAL_REVISION)),
+            compacted: CachePadded::new(AtomicU64::new(0)),
             working_compacted: AtomicU64::new(0),
-            pending_keys: AtomicI64::new(0),
+            pending_keys: CachePadded::new(AtomicI64::new(0)),
             physically_compacted: AtomicU64::new(0),
             keys: AtomicI64::new(0),
             compaction: Mutex::new(()),
@@ -219,12 +220,17 @@ impl Store {
         self.map.iter().map(|e| (e.key().key.len() + e.value().value.len() + 48) as u64).sum()
     }
 
-    /// Check that revision `rev` can be read now.
-    pub(crate) fn check_readable(&self, rev: u64, current: u64) -> Result<(), MvccError> {
+    /// Check that revision `rev` can be read now. Readers look at published state only; apply
+    /// (`in_apply`) also sees a compaction applied earlier in its batch. (The atomics readers
+    /// load sit on cache lines of their own: apply's per-put counters must not evict them.)
+    pub(crate) fn check_readable(&self, rev: u64, current: u64, in_apply: bool) -> Result<(), MvccError> {
         if rev > current {
             return Err(MvccError::FutureRevision);
         }
-        let c = self.compacted_revision().max(self.working_compacted.load(Ordering::Acquire).min(current));
+        let mut c = self.compacted_revision();
+        if in_apply {
+            c = c.max(self.working_compacted.load(Ordering::Acquire));
+        }
         if rev < c {
             return Err(MvccError::Compacted { compacted: c as i64 });
         }

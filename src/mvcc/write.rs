@@ -94,7 +94,7 @@ impl WriteTxn<'_> {
     }
 
     fn range(&self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
-        self.store.range_at(req, self.view())
+        self.store.range_at(req, self.view(), true)
     }
 
     /// Run the branch `path` chose (computed up front, as etcd does, on the view before the
@@ -240,7 +240,7 @@ impl Store {
                         return Err(MvccError::EmptyKey);
                     }
                     if r.revision > 0 {
-                        self.check_readable(r.revision as u64, view + 1)?;
+                        self.check_readable(r.revision as u64, view + 1, true)?;
                     }
                 }
                 RequestOp::DeleteRange(d) => {
