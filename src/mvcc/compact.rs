@@ -5,7 +5,9 @@
 
 use std::sync::atomic::Ordering;
 
-use super::store::Store;
+use crossbeam_epoch as epoch;
+
+use super::store::{Store, VKey};
 
 impl Store {
     /// Remove every version that is neither above the compacted revision nor the newest version
@@ -17,38 +19,60 @@ impl Store {
             return 0;
         }
         let mut removed = 0;
-        let mut cur = self.map.front();
         let mut current_key: Option<bytes::Bytes> = None;
         let mut kept_base = false;
         // A delete that is the state at `upto` goes last, after the older versions under it:
         // while any older live version remains, the delete must still hide it from readers.
-        let mut base_tombstone = None;
-        while let Some(e) = cur {
-            let vk = e.key();
-            if current_key.as_ref() != Some(&vk.key) {
-                if let Some(t) = base_tombstone.take() {
-                    crossbeam_skiplist::map::Entry::remove(&t);
-                    removed += 1;
+        let mut base_tombstone: Option<VKey> = None;
+        // Walk in chunks, re-pinning between them, so removed nodes can be reclaimed as we go.
+        let mut resume: Option<VKey> = None;
+        loop {
+            let guard = &epoch::pin();
+            let mut cur = match &resume {
+                None => self.map.front(guard),
+                Some(k) => self.map.lower_bound(std::ops::Bound::Excluded(k), guard),
+            };
+            let mut steps = 0;
+            while let Some(e) = cur {
+                let vk = e.key();
+                if current_key.as_ref() != Some(&vk.key) {
+                    if let Some(t) = base_tombstone.take()
+                        && self.map.remove(&t, guard).map(|r| r.release(guard)).is_some()
+                    {
+                        removed += 1;
+                    }
+                    current_key = Some(vk.key.clone());
+                    kept_base = false;
                 }
-                current_key = Some(vk.key.clone());
-                kept_base = false;
-            }
-            if vk.rev <= upto {
-                // Versions of a key come newest first: the first one at or below `upto` is the
-                // state at `upto`; it stays unless it is a delete. Everything older goes.
-                if kept_base {
-                    e.remove();
-                    removed += 1;
-                } else if e.value().tombstone {
-                    base_tombstone = Some(e.clone());
+                if vk.rev <= upto {
+                    // Versions of a key come newest first: the first one at or below `upto` is
+                    // the state at `upto`; it stays unless it is a delete. Everything older goes.
+                    if kept_base {
+                        if e.remove() {
+                            removed += 1;
+                        }
+                    } else if e.value().tombstone {
+                        base_tombstone = Some(vk.clone());
+                    }
+                    kept_base = true;
                 }
-                kept_base = true;
+                steps += 1;
+                if steps >= 4096 {
+                    resume = Some(vk.clone());
+                    break;
+                }
+                cur = e.next();
             }
-            cur = e.next();
+            if steps < 4096 {
+                break;
+            }
         }
         if let Some(t) = base_tombstone.take() {
-            t.remove();
-            removed += 1;
+            let guard = &epoch::pin();
+            if let Some(r) = self.map.remove(&t, guard) {
+                r.release(guard);
+                removed += 1;
+            }
         }
         self.physically_compacted.store(upto, Ordering::Release);
         removed

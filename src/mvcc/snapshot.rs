@@ -96,7 +96,10 @@ impl Store {
         let mut keys = 0u64;
         let mut last_key: Option<Bytes> = None;
         let mut rec = Vec::with_capacity(256);
-        for e in self.map.iter() {
+        let guard = &crossbeam_epoch::pin();
+        let mut cur = self.map.front(guard);
+        while let Some(e) = cur {
+            cur = e.next();
             let vk = e.key();
             if vk.rev > revision {
                 continue;
@@ -176,7 +179,7 @@ impl Store {
                 }
                 last_key = Some(key.clone());
             }
-            store.map.insert(vk.clone(), Version::new(create, version, lease, value, tombstone));
+            store.insert(vk.key.clone(), vk.rev, Version::new(create, version, lease, value, tombstone));
             prev = Some(vk);
             versions += 1;
         }

@@ -13,7 +13,8 @@ use std::ops::Bound;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use bytes::Bytes;
-use crossbeam_skiplist::SkipMap;
+use crossbeam_epoch as epoch;
+use crossbeam_skiplist::base::SkipList;
 use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 
@@ -114,7 +115,7 @@ pub const INITIAL_REVISION: u64 = 1;
 /// The multi-version key-value store.
 #[derive(Debug)]
 pub struct Store {
-    pub(crate) map: SkipMap<VKey, Version>,
+    pub(crate) map: SkipList<VKey, Version>,
     /// The newest revision readers may see.
     pub(crate) rev: CachePadded<AtomicU64>,
     /// Apply's own revision: ahead of `rev` while a batch is being applied.
@@ -183,7 +184,7 @@ impl Store {
     /// An empty store at [`INITIAL_REVISION`].
     pub fn new() -> Store {
         Store {
-            map: SkipMap::new(),
+            map: SkipList::new(epoch::default_collector().clone()),
             rev: CachePadded::new(AtomicU64::new(INITIAL_REVISION)),
             working: CachePadded::new(AtomicU64::new(INITIAL_REVISION)),
             compacted: CachePadded::new(AtomicU64::new(0)),
@@ -217,7 +218,14 @@ impl Store {
 
     /// Bytes of keys and values retained (what the store holds, as etcd's db size approximates).
     pub fn retained_bytes(&self) -> u64 {
-        self.map.iter().map(|e| (e.key().key.len() + e.value().value.len() + 48) as u64).sum()
+        let guard = &epoch::pin();
+        let mut n = 0u64;
+        let mut cur = self.map.front(guard);
+        while let Some(e) = cur {
+            n += (e.key().key.len() + e.value().value.len() + 48) as u64;
+            cur = e.next();
+        }
+        n
     }
 
     /// Check that revision `rev` can be read now. Readers look at published state only; apply
@@ -246,8 +254,9 @@ impl Store {
 
     /// The newest version of `key` at or below `rev`, if the key exists there.
     pub(crate) fn get_at(&self, key: &Bytes, rev: u64) -> Option<(u64, Version)> {
+        let guard = &epoch::pin();
         let probe = VKey { key: key.clone(), rev };
-        let e = self.map.lower_bound(Bound::Included(&probe))?;
+        let e = self.map.lower_bound(Bound::Included(&probe), guard)?;
         let vk = e.key();
         if vk.key != *key || e.value().tombstone {
             return None;
@@ -256,7 +265,8 @@ impl Store {
     }
 
     /// Visit every key existing at `rev` in [`start`, `end`), in key order, with its newest
-    /// version at or below `rev`. The visitor returns `false` to stop.
+    /// version at or below `rev`. The visitor returns `false` to stop. One epoch pin for the
+    /// whole scan; entries are borrowed, never reference-counted.
     pub(crate) fn scan_at(
         &self,
         start: &Bytes,
@@ -264,7 +274,8 @@ impl Store {
         rev: u64,
         mut visit: impl FnMut(&Bytes, u64, &Version) -> bool,
     ) {
-        let mut cur = self.map.lower_bound(Bound::Included(&VKey { key: start.clone(), rev }));
+        let guard = &epoch::pin();
+        let mut cur = self.map.lower_bound(Bound::Included(&VKey { key: start.clone(), rev }), guard);
         while let Some(e) = cur {
             let vk = e.key();
             if end.is_past(start, &vk.key) {
@@ -272,7 +283,7 @@ impl Store {
             }
             if vk.rev > rev {
                 // Newer than the read: seek to this key's newest version at or below `rev`.
-                cur = self.map.lower_bound(Bound::Included(&VKey { key: vk.key.clone(), rev }));
+                cur = self.map.lower_bound(Bound::Included(&VKey { key: vk.key.clone(), rev }), guard);
                 continue;
             }
             if !e.value().tombstone && !visit(&vk.key, vk.rev, e.value()) {
@@ -287,7 +298,7 @@ impl Store {
                 }
                 steps += 1;
                 if steps > 4 {
-                    next = self.map.lower_bound(Bound::Excluded(&VKey { key: vk.key.clone(), rev: 0 }));
+                    next = self.map.lower_bound(Bound::Excluded(&VKey { key: vk.key.clone(), rev: 0 }), guard);
                     break;
                 }
                 next = n.next();
@@ -298,21 +309,28 @@ impl Store {
 
     /// Insert a version (apply only).
     pub(crate) fn insert(&self, key: Bytes, rev: u64, v: Version) {
-        self.map.insert(VKey { key, rev }, v);
+        let guard = &epoch::pin();
+        self.map.insert(VKey { key, rev }, v, guard).release(guard);
     }
 
     /// Insert a put's version and return the key's previous version (if the key existed), found
     /// right after the new one in the map; the new version's lineage is filled in from it.
     pub(crate) fn insert_put(&self, key: Bytes, rev: u64, lease: i64, value: Bytes) -> Option<(u64, Version)> {
-        let e = self.map.insert(VKey { key, rev }, Version::new(0, 0, lease, value, false));
-        let prev = e
-            .next()
-            .filter(|n| n.key().key == e.key().key && !n.value().tombstone)
-            .map(|n| (n.key().rev, n.value().clone()));
+        let guard = &epoch::pin();
+        let e = self.map.insert(VKey { key, rev }, Version::new(0, 0, lease, value, false), guard);
+        let prev = match e.next(guard) {
+            Some(n) => {
+                let p = (n.key().key == e.key().key && !n.value().tombstone).then(|| (n.key().rev, n.value().clone()));
+                n.release(guard);
+                p
+            }
+            None => None,
+        };
         match &prev {
             Some((_, p)) => e.value().set_lineage(p.create(), p.version() + 1),
             None => e.value().set_lineage(rev, 1),
         }
+        e.release(guard);
         prev
     }
 
