@@ -19,7 +19,7 @@ impl Store {
             return 0;
         }
         let mut removed = 0;
-        let mut current_key: Option<bytes::Bytes> = None;
+        let mut current_key: Option<super::store::KeyBuf> = None;
         let mut kept_base = false;
         // A delete that is the state at `upto` goes last, after the older versions under it:
         // while any older live version remains, the delete must still hide it from readers.

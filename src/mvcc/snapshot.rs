@@ -94,7 +94,7 @@ impl Store {
         out.write_all(MAGIC)?;
         let mut versions = 0u64;
         let mut keys = 0u64;
-        let mut last_key: Option<Bytes> = None;
+        let mut last_key: Option<super::store::KeyBuf> = None;
         let mut rec = Vec::with_capacity(256);
         let guard = &crossbeam_epoch::pin();
         let mut cur = self.map.front(guard);
@@ -169,7 +169,7 @@ impl Store {
                 x => return Err(bad(at, &format!("tombstone flag {x}"))),
             };
             let value = r.field()?.ok_or_else(|| bad(at, "value longer than the limit"))?;
-            let vk = VKey { key: key.clone(), rev };
+            let vk = VKey { key: super::store::KeyBuf::from_slice(&key), rev };
             if prev.as_ref().is_some_and(|p| *p >= vk) {
                 return Err(bad(at, "versions out of order"));
             }
@@ -179,7 +179,7 @@ impl Store {
                 }
                 last_key = Some(key.clone());
             }
-            store.insert(vk.key.clone(), vk.rev, Version::new(create, version, lease, value, tombstone));
+            store.insert(&vk.key, vk.rev, Version::new(create, version, lease, value, tombstone));
             prev = Some(vk);
             versions += 1;
         }

@@ -50,11 +50,11 @@ impl WriteTxn<'_> {
                 (Some((_, p)), true) => p.lease,
                 _ => req.lease,
             };
-            self.store.insert(req.key.clone(), rev, Version::new(create, version, lease, value, false));
+            self.store.insert(&req.key, rev, Version::new(create, version, lease, value, false));
             prev
         } else {
             // One traversal: insert, then read the previous version next to it.
-            self.store.insert_put(req.key.clone(), rev, req.lease, req.value.clone())
+            self.store.insert_put(&req.key, rev, req.lease, req.value.clone())
         };
         if prev.is_none() {
             self.key_delta += 1;
@@ -71,7 +71,7 @@ impl WriteTxn<'_> {
         let end = RangeEnd::from_request(&req.range_end);
         let mut doomed: Vec<(Bytes, u64, Version)> = Vec::new();
         self.store.scan_at(&req.key, &end, view, |k, r, v| {
-            doomed.push((k.clone(), r, v.clone()));
+            doomed.push((Bytes::copy_from_slice(k), r, v.clone()));
             true
         });
         let rev = self.new_rev();
@@ -80,7 +80,7 @@ impl WriteTxn<'_> {
             if req.prev_kv {
                 prev_kvs.push(v.to_kv(k, *r, true));
             }
-            self.store.insert(k.clone(), rev, Version::tombstone());
+            self.store.insert(k, rev, Version::tombstone());
         }
         if !doomed.is_empty() {
             self.changed = true;
