@@ -137,11 +137,6 @@ pub type Store = StoreOf<TC>;
 /// A log entry of [`TC`].
 pub type Entry = <TC as openraft::RaftTypeConfig>::Entry;
 
-/// A normal [`TC`] entry at `index` (term 1, leader node 1) carrying `data`.
-pub fn entry(index: u64, data: Vec<u8>) -> Entry {
-    TC::entry(index, data)
-}
-
 /// `len` pseudo-random bytes (xorshift), so nothing below us can shortcut zeros.
 pub fn payload(len: usize) -> Vec<u8> {
     let mut v = Vec::with_capacity(len);
@@ -233,16 +228,6 @@ where
     PostcardCodec<C>: RaftCodec<C>,
 {
     StoreOf::<C>::open(dir, config).unwrap_or_else(|e| panic!("open store {}: {e}", dir.display()))
-}
-
-/// Append `entries` and block until the engine reports them durable.
-pub fn append_durable<C: BenchTypes>(store: &mut StoreOf<C>, entries: Vec<C::Entry>)
-where
-    PostcardCodec<C>: RaftCodec<C>,
-{
-    let (tx, rx) = mpsc::sync_channel(1);
-    store.append_with(entries, Box::new(move |r| tx.send(r).expect("bench thread waits"))).expect("append");
-    rx.recv().expect("writer completes every callback").expect("append durable");
 }
 
 /// Keep a long-running append benchmark in a steady state: once the store holds more than
@@ -378,9 +363,7 @@ impl RawPeer {
         self.offset += conflux_engine::format::align8(buf.len() as u64);
         took
     }
-}
 
-impl RawPeer {
     /// How many timed writes the peer has done.
     pub fn calls(&self) -> u64 {
         self.calls
