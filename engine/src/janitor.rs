@@ -45,6 +45,9 @@ pub(crate) fn preallocate(f: &dyn crate::io::IoFile, bytes: u64, mode: Prealloca
     }
 }
 
+/// Name a spare kept across a restart is given (the janitor numbers its own from 1).
+pub(crate) const KEPT_SPARE: &str = "spare-0.seg.tmp";
+
 pub(crate) struct Janitor {
     pub rx: Receiver<JanitorJob>,
     pub io: Arc<dyn Io>,

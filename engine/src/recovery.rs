@@ -36,6 +36,8 @@ pub(crate) struct Recovered {
     pub last_payload: Option<Vec<u8>>,
     /// Index of the next entry (when the log has entries).
     pub next_index: Option<u64>,
+    /// A whole preallocated spare segment left by the last run.
+    pub spare: Option<PathBuf>,
 }
 
 /// Step 1–2: create and lock the directory.
@@ -80,11 +82,24 @@ pub(crate) fn open(
     let log_dir = dir.join(LOG_DIR);
     io.create_dir_all(&log_dir).map_err(|e| Error::io("create log directory", &log_dir, e))?;
     let mut seg_paths: BTreeMap<u64, PathBuf> = BTreeMap::new();
+    let mut spare: Option<PathBuf> = None;
     for p in io.list_dir(&log_dir).map_err(|e| Error::io("list", &log_dir, e))? {
         let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         if name.ends_with(".tmp") {
-            // A spare or a segment that was never renamed into place: holds nothing acknowledged.
-            io.remove_file(&p).map_err(|e| Error::io("remove leftover", &p, e))?;
+            // A spare (kept if it is whole: preallocating again would only cost time), or a
+            // segment that was never renamed into place (holds nothing acknowledged).
+            let whole = name.starts_with("spare-")
+                && spare.is_none()
+                && io.open_read(&p).and_then(|f| f.len()).is_ok_and(|l| l == config.segment_bytes);
+            if whole {
+                let kept = log_dir.join(crate::janitor::KEPT_SPARE);
+                if p != kept {
+                    io.rename(&p, &kept).map_err(|e| Error::io("rename spare", &kept, e))?;
+                }
+                spare = Some(kept);
+            } else {
+                io.remove_file(&p).map_err(|e| Error::io("remove leftover", &p, e))?;
+            }
             continue;
         }
         let (stem, ext) = name.split_once('.').unwrap_or((&name, ""));
@@ -351,6 +366,7 @@ pub(crate) fn open(
         active,
         last_payload,
         next_index,
+        spare,
     })
 }
 
@@ -418,13 +434,21 @@ fn sealed_index(
         && count > 0
         && count <= idx.capacity()
     {
+        // One sequential read of the slots (a cold open would otherwise fault the map in page by
+        // page, one round trip per 4 KiB).
+        let mut slots = vec![0u8; count as usize * idxfmt::SLOT_LEN];
+        let read = io
+            .open_read(idx_path)
+            .and_then(|f| crate::io::read_exact_at(&*f, &mut slots, idxfmt::HEADER_LEN as u64))
+            .is_ok();
         let mut prev = 0;
-        let monotonic = (0..count).all(|i| {
-            let o = idx.get(i);
-            let ok = o > prev && o >= segfmt::HEADER_LEN as u64 && o < map.len() as u64;
-            prev = o;
-            ok
-        });
+        let monotonic = read
+            && slots.chunks_exact(idxfmt::SLOT_LEN).all(|s| {
+                let o = crate::format::u64_at(s, 0);
+                let ok = o > prev && o >= segfmt::HEADER_LEN as u64 && o < map.len() as u64;
+                prev = o;
+                ok
+            });
         if monotonic
             && let Ok((_, r)) = check_record(map, idx.get(count - 1))
             && r.crc == h.last_crc

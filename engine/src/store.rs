@@ -57,6 +57,8 @@ pub struct LogStore<C: RaftTypeConfig, K: RaftCodec<C>> {
     committed_dirty: bool,
     /// Segments left by rolls in the append being placed, to seal after its writes.
     pending_seals: Vec<(Arc<Segment>, u64, u32, u64)>,
+    /// Buffer size the next append starts with.
+    append_bytes_hint: usize,
 }
 
 /// A read handle: cheap to clone, reads entries appended by the store at once.
@@ -138,7 +140,7 @@ where
             .name("conflux-log-writer".into())
             .spawn(move || writer.run())
             .map_err(|e| Error::io("spawn writer thread", &dir, e))?;
-        let spare = Arc::new(Mutex::new(None));
+        let spare = Arc::new(Mutex::new(rec.spare.clone()));
         let (janitor_tx, jrx) = crossbeam_channel::unbounded();
         let janitor = Janitor {
             rx: jrx,
@@ -173,6 +175,7 @@ where
             meta_next_slot: rec.meta_next_slot,
             committed_dirty: false,
             pending_seals: Vec::new(),
+            append_bytes_hint: 4096,
         })
     }
 
@@ -283,7 +286,8 @@ where
         self.shared.poison.check()?;
         let max = self.shared.config.max_entry_bytes;
         // Phase 1: encode every entry into one buffer; refuse bad input before touching state.
-        let mut buf: Vec<u8> = Vec::new();
+        // Sized from the previous append: growing by doubling was 17% of a 1 KiB append.
+        let mut buf: Vec<u8> = Vec::with_capacity(self.append_bytes_hint);
         let mut recs: Vec<(usize, usize, usize)> = Vec::new(); // (start, payload length, framed length)
         let mut items: Vec<C::Entry> = Vec::new();
         let mut expect = if self.last_log_id.is_none() { None } else { Some(self.next_index) };
@@ -358,6 +362,7 @@ where
         }
         self.shared.stats.record_append(recs.len() as u64);
 
+        self.append_bytes_hint = buf.len().next_power_of_two().min(64 << 20);
         let buf = Bytes::from(buf);
         for (seg, off, a, b) in chunks {
             self.send(Job::Write {
