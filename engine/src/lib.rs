@@ -29,6 +29,7 @@ pub mod snapshot;
 pub mod stats;
 pub mod tools;
 
+mod buffers;
 mod group_commit;
 mod janitor;
 mod recovery;

@@ -59,6 +59,8 @@ pub struct LogStore<C: RaftTypeConfig, K: RaftCodec<C>> {
     pending_seals: Vec<(Arc<Segment>, u64, u32, u64)>,
     /// Buffer size the next append starts with.
     append_bytes_hint: usize,
+    /// Append buffers, reused once written.
+    buffers: Arc<crate::buffers::BufPool>,
 }
 
 /// A read handle: cheap to clone, reads entries appended by the store at once.
@@ -176,6 +178,7 @@ where
             committed_dirty: false,
             pending_seals: Vec::new(),
             append_bytes_hint: 4096,
+            buffers: Arc::default(),
         })
     }
 
@@ -287,7 +290,7 @@ where
         let max = self.shared.config.max_entry_bytes;
         // Phase 1: encode every entry into one buffer; refuse bad input before touching state.
         // Sized from the previous append: growing by doubling was 17% of a 1 KiB append.
-        let mut buf: Vec<u8> = Vec::with_capacity(self.append_bytes_hint);
+        let mut buf: Vec<u8> = self.buffers.take(self.append_bytes_hint);
         let mut recs: Vec<(usize, usize, usize)> = Vec::new(); // (start, payload length, framed length)
         let mut items: Vec<C::Entry> = Vec::new();
         let mut expect = if self.last_log_id.is_none() { None } else { Some(self.next_index) };
@@ -363,7 +366,7 @@ where
         self.shared.stats.record_append(recs.len() as u64);
 
         self.append_bytes_hint = buf.len().next_power_of_two().min(64 << 20);
-        let buf = Bytes::from(buf);
+        let buf = self.buffers.freeze(buf);
         for (seg, off, a, b) in chunks {
             self.send(Job::Write {
                 file: seg.file.clone(),
