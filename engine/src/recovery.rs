@@ -170,6 +170,11 @@ pub(crate) fn open(
 
     // Step 8: open each segment; check headers.
     let mut firsts: Vec<u64> = seg_paths.keys().copied().collect();
+    if firsts.len() > 2 {
+        let sealed: Vec<(u64, PathBuf)> =
+            firsts[..firsts.len() - 1].iter().map(|f| (*f, seg_paths[f].clone())).collect();
+        prefetch_sealed(io, &log_dir, &sealed);
+    }
     let mut segments = BTreeMap::new();
     let mut active = None;
     let mut last_payload = None;
@@ -434,8 +439,9 @@ fn sealed_index(
         && count > 0
         && count <= idx.capacity()
     {
-        // One sequential read of the slots (a cold open would otherwise fault the map in page by
-        // page, one round trip per 4 KiB).
+        // One sequential read of the slots (`prefetch_sealed` has usually brought them in
+        // already, for all segments at once): a cold open would otherwise fault the map in page
+        // by page.
         let mut slots = vec![0u8; count as usize * idxfmt::SLOT_LEN];
         let read = io
             .open_read(idx_path)
@@ -509,6 +515,41 @@ fn any_whole_record(file: &dyn IoFile, first: u64) -> Result<bool> {
         off += 8;
     }
     Ok(false)
+}
+
+/// Read, several segments at a time, what the sealed-index proof needs (segment header, index
+/// header and slots, last record), so a cold open overlaps its disk reads instead of waiting
+/// for them one segment after another. A pure cache warm-up: errors are left to the checks.
+fn prefetch_sealed(io: &dyn Io, log_dir: &Path, sealed: &[(u64, PathBuf)]) {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || {
+        let mut page = vec![0u8; 4096];
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some((first, seg_path)) = sealed.get(i) else { return };
+            let Ok(seg) = io.open_read(seg_path) else { continue };
+            let _ = seg.read_at(&mut page[..segfmt::HEADER_LEN], 0);
+            let Ok(idx) = io.open_read(&log_dir.join(idxfmt::file_name(*first))) else { continue };
+            if idx.read_at(&mut page, 0).is_err() {
+                continue;
+            }
+            let Some(h) = idxfmt::decode(&page) else { continue };
+            if h.count == 0 {
+                continue;
+            }
+            let mut slots =
+                vec![0u8; h.count.min(SlotIndex::capacity_for(u32::MAX as u64)) as usize * idxfmt::SLOT_LEN];
+            if crate::io::read_exact_at(&*idx, &mut slots, idxfmt::HEADER_LEN as u64).is_ok() {
+                let last = crate::format::u64_at(&slots, slots.len() - idxfmt::SLOT_LEN);
+                let _ = seg.read_at(&mut page, last);
+            }
+        }
+    };
+    std::thread::scope(|s| {
+        for _ in 0..8.min(sealed.len()) {
+            s.spawn(work);
+        }
+    });
 }
 
 /// Whether a segment header's own checksum matches (whatever its version says).
