@@ -226,16 +226,7 @@ pub(crate) fn open(
             let map = file.map().map_err(|e| Error::io("mmap", &path, e))?;
             match sealed_index(io, &path, &idx_path, &map, first, header.crc, count)? {
                 Ok(index) => {
-                    let seg = Segment {
-                        first_index: first,
-                        path: Arc::new(path),
-                        file,
-                        map,
-                        header_crc: header.crc,
-                        index,
-                        seal_generation: Default::default(),
-                        seal_lock: Default::default(),
-                    };
+                    let seg = Segment::from_parts(first, path, file, map, header.crc, index);
                     segments.insert(first, Arc::new(seg));
                     i += 1;
                     continue;
@@ -302,16 +293,7 @@ pub(crate) fn open(
         for (k, off) in s.offsets.iter().enumerate() {
             index.set(k as u64, *off);
         }
-        let seg = Arc::new(Segment {
-            first_index: first,
-            path: Arc::new(path),
-            file,
-            map,
-            header_crc: header.crc,
-            index,
-            seal_generation: Default::default(),
-            seal_lock: Default::default(),
-        });
+        let seg = Arc::new(Segment::from_parts(first, path, file, map, header.crc, index));
         let next = first + s.offsets.len() as u64;
         segments.insert(first, seg.clone());
         active = Some((seg, s.end, s.last_crc, next));

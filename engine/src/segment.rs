@@ -34,6 +34,27 @@ pub(crate) struct Segment {
 }
 
 impl Segment {
+    /// A segment opened at recovery from its parts.
+    pub fn from_parts(
+        first_index: u64,
+        path: PathBuf,
+        file: Arc<dyn IoFile>,
+        map: Map,
+        header_crc: u32,
+        index: SlotIndex,
+    ) -> Segment {
+        Segment {
+            first_index,
+            path: Arc::new(path),
+            file,
+            map,
+            header_crc,
+            index,
+            seal_generation: Default::default(),
+            seal_lock: Default::default(),
+        }
+    }
+
     /// Length of the segment file (and of its map).
     pub fn len(&self) -> u64 {
         self.map.len() as u64

@@ -662,12 +662,13 @@ where
     }
 }
 
+/// The store reads exactly as its reader handles do.
 impl<C: RaftTypeConfig, K: RaftCodec<C>> RaftLogReader<C> for LogStore<C, K>
 where
     C::Entry: Clone,
 {
     async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> std::io::Result<Vec<C::Entry>> {
-        Ok(self.shared.read_range_limited(start, end, self.shared.config.read_batch_bytes)?)
+        self.reader().limited_get_log_entries(start, end).await
     }
 
     async fn entries_stream<RB>(&mut self, range: RB) -> impl Stream<Item = EntriesStreamResult<C>> + OptionalSend
@@ -681,12 +682,11 @@ where
         &mut self,
         range: RB,
     ) -> std::io::Result<Vec<C::Entry>> {
-        let (lo, hi) = bounds(range);
-        Ok(self.shared.read_range(lo, hi)?)
+        self.reader().try_get_log_entries(range).await
     }
 
     async fn read_vote(&mut self) -> std::io::Result<Option<VoteOf<C>>> {
-        Ok(self.shared.meta.lock().vote.clone())
+        self.reader().read_vote().await
     }
 }
 
