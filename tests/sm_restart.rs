@@ -56,11 +56,20 @@ impl RaftNetworkFactory<TypeConfig> for NoPeers {
 }
 
 async fn start(dir: &std::path::Path) -> (Raft<TypeConfig, StateMachine>, StateMachine) {
-    let log = LogStore::open(
-        dir,
-        conflux_engine::Config { segment_bytes: 256 << 10, max_entry_bytes: 64 << 10, ..Default::default() },
-    )
-    .unwrap();
+    // openraft's tasks may still hold a log reader (and so the directory lock) for a moment after
+    // `shutdown` returns: wait for it, bounded.
+    let log_config =
+        conflux_engine::Config { segment_bytes: 256 << 10, max_entry_bytes: 64 << 10, ..Default::default() };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        match LogStore::open(dir, log_config.clone()) {
+            Ok(l) => break l,
+            Err(conflux_engine::Error::Locked { .. }) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("reopen {}: {e}", dir.display()),
+        }
+    };
     let sm = StateMachine::open(dir, Arc::new(conflux_engine::io::StdIo), SmConfig::default()).unwrap();
     let config = openraft::Config {
         heartbeat_interval: 50,
