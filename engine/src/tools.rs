@@ -108,11 +108,21 @@ pub fn verify(io: &dyn Io, dir: &Path) -> Result<VerifyReport> {
         let header = match segfmt::decode(&s.bytes) {
             Ok(h) => h,
             Err(e) => {
-                let torn = matches!(e, segfmt::HeaderError::Checksum { .. } | segfmt::HeaderError::Short(_))
-                    || matches!(&e, segfmt::HeaderError::Magic(m) if m.iter().all(|&b| b == 0));
-                let first_whole = crate::segment::check_record(&s.bytes, segfmt::HEADER_LEN as u64)
-                    .is_ok_and(|(_, h)| h.index == s.first);
-                if next_first.is_none() && torn && !first_whole {
+                // The same rule as open: a torn header is one whose every byte is the expected
+                // one (it is a function of the file name) or still zero, with no whole record of
+                // this segment anywhere behind it.
+                let expected = segfmt::encode(s.first);
+                let head = &s.bytes[..s.bytes.len().min(segfmt::HEADER_LEN)];
+                let torn = head.iter().zip(expected.iter()).all(|(b, x)| *b == 0 || b == x);
+                let cap = crate::segment::SlotIndex::capacity_for(s.bytes.len() as u64);
+                let any_whole =
+                    (segfmt::HEADER_LEN..s.bytes.len().saturating_sub(record::HEADER_LEN)).step_by(8).any(|off| {
+                        let idx = crate::format::u64_at(&s.bytes, off + record::INDEX_OFF);
+                        idx >= s.first
+                            && idx < s.first + cap
+                            && crate::segment::check_record(&s.bytes, off as u64).is_ok()
+                    });
+                if next_first.is_none() && torn && !any_whole {
                     report.notes.push(format!(
                         "{}: newest segment has no valid header ({e:?}); open removes it",
                         s.path.display()
@@ -215,7 +225,18 @@ fn verify_meta(io: &dyn Io, dir: &Path, report: &mut VerifyReport) -> Result<()>
     let valid = slots.iter().filter(|s| s.is_ok()).count();
     let damaged: Vec<usize> =
         (0..2).filter(|&i| matches!(slots[i], Err(ref e) if *e != metafmt::SlotError::Empty)).collect();
-    if valid == 0 && !damaged.is_empty() && damaged.len() == 2 {
+    // The same rules as open: a slot from a newer format is refused outright; with no valid
+    // slot, a foreign slot (wrong magic or version) or two damaged slots are refused.
+    let newer =
+        (0..2).find(|&i| matches!(slots[i], Err(metafmt::SlotError::Version(v)) if v > crate::format::FORMAT_VERSION));
+    let foreign = (0..2).any(|i| matches!(slots[i], Err(metafmt::SlotError::Magic | metafmt::SlotError::Version(_))));
+    if let Some(i) = newer {
+        report.problems.push(Problem {
+            file: path.clone(),
+            offset: (i * metafmt::SLOT_LEN) as u64,
+            what: format!("slot {i} was written by a newer format ({:?}); this build refuses to open it", slots[i]),
+        });
+    } else if valid == 0 && (damaged.len() == 2 || foreign) {
         report.problems.push(Problem { file: path.clone(), offset: 0, what: "neither meta slot is valid".into() });
     } else {
         for i in damaged {

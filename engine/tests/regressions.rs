@@ -48,6 +48,10 @@ fn purge_and_truncate_after_open_dropped_a_torn_newest_segment() {
     // A crash right after a roll: the newest segment exists, its header never reached the disk.
     let fake = dir.path().join("log").join(format!("{n:020}.seg"));
     std::fs::write(&fake, vec![0u8; 64 << 10]).unwrap();
+    // verify judges it as open does: a torn newest segment is repaired, not corruption.
+    let r = conflux_engine::tools::verify(&conflux_engine::io::StdIo, dir.path()).unwrap();
+    assert!(r.is_clean(), "{:?}", r.problems);
+    assert!(r.notes.iter().any(|n| n.contains("open removes it")), "{:?}", r.notes);
     {
         let mut s = open(dir.path(), small_config());
         assert!(!fake.exists(), "the torn newest segment is removed");
@@ -97,6 +101,8 @@ fn damaged_header_of_a_newest_segment_with_records_is_refused() {
     let mut b = std::fs::read(&seg).unwrap();
     b[20] ^= 1; // inside first_index: the header checksum no longer matches
     std::fs::write(&seg, &b).unwrap();
+    let r = conflux_engine::tools::verify(&conflux_engine::io::StdIo, dir.path()).unwrap();
+    assert!(r.problems.iter().any(|p| p.file == seg), "verify reports what open refuses: {:?}", r.problems);
     match Store::open(dir.path(), small_config()) {
         Err(Error::Corruption { file, offset: 0, .. }) => assert_eq!(file, seg),
         Err(e) => panic!("expected corruption, got {e}"),
