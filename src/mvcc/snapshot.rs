@@ -151,6 +151,7 @@ impl Store {
         let mut keys = 0i64;
         let mut last_key: Option<Bytes> = None;
         let mut prev: Option<VKey> = None;
+        let mut max_rev = 0u64;
         loop {
             let at = r.offset;
             match r.u8()? {
@@ -179,6 +180,7 @@ impl Store {
                 }
                 last_key = Some(key.clone());
             }
+            max_rev = max_rev.max(rev);
             store.insert(&vk.key, vk.rev, Version::new(create, version, lease, value, tombstone));
             prev = Some(vk);
             versions += 1;
@@ -190,7 +192,7 @@ impl Store {
         if count != versions {
             return Err(bad(at, &format!("trailer says {count} versions, body holds {versions}")));
         }
-        if prev.as_ref().is_some_and(|p| p.rev > revision) || compacted > revision {
+        if max_rev > revision || compacted > revision {
             return Err(bad(at, "revisions past the snapshot's revision"));
         }
         store.rev.store(revision, Ordering::Release);
