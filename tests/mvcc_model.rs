@@ -520,3 +520,25 @@ fn latest_reads_are_never_refused_by_a_racing_compaction() {
     writer.join().unwrap();
     assert!(reads > 0);
 }
+
+proptest! {
+    /// Damaged snapshot bodies are refused with an error, never a panic or a huge allocation.
+    #[test]
+    fn damaged_snapshot_bodies_are_refused(cut in 0usize..2000, flip in 0usize..2000, noise in proptest::collection::vec(any::<u8>(), 0..64)) {
+        let store = Store::new();
+        for i in 0..20u64 {
+            store.apply(&WriteRequest::Put(PutRequest { key: Bytes::from(format!("k{i}")), value: Bytes::from(vec![i as u8; 30]), ..Default::default() })).unwrap();
+        }
+        let mut body = Vec::new();
+        store.write_snapshot(&mut body).unwrap();
+        let cut = cut % body.len();
+        prop_assert!(Store::read_snapshot(&mut &body[..cut]).is_err(), "a truncated body is refused");
+        let mut flipped = body.clone();
+        let at = flip % flipped.len();
+        flipped[at] ^= 0xff;
+        let _ = Store::read_snapshot(&mut &flipped[..]); // may decode (a value byte) or not; must not panic
+        let mut garbage = noise.clone();
+        garbage.extend_from_slice(&body);
+        let _ = Store::read_snapshot(&mut &garbage[..]);
+    }
+}
