@@ -7,7 +7,9 @@ use std::sync::atomic::Ordering;
 
 use crossbeam_epoch as epoch;
 
-use super::store::{Store, VKey};
+use std::sync::Arc;
+
+use super::store::{KeyBuf, Store, VNode};
 
 impl Store {
     /// Remove every version that is neither above the compacted revision nor the newest version
@@ -18,47 +20,51 @@ impl Store {
         if upto <= self.physically_compacted.load(Ordering::Acquire) {
             return 0;
         }
-        let mut removed = 0;
-        let mut current_key: Option<super::store::KeyBuf> = None;
-        let mut kept_base = false;
-        // A delete that is the state at `upto` goes last, after the older versions under it:
-        // while any older live version remains, the delete must still hide it from readers.
-        let mut base_tombstone: Option<VKey> = None;
-        // Walk in chunks, re-pinning between them, so removed nodes can be reclaimed as we go.
-        let mut resume: Option<VKey> = None;
+        let mut removed = 0usize;
+        // Walk the keys in chunks, re-pinning between them so cut versions can be reclaimed,
+        // with apply held off only while a chunk is processed (keys may be removed).
+        let mut resume: Option<KeyBuf> = None;
         loop {
+            let _apply = self.apply_lock.lock();
             let guard = &epoch::pin();
             let mut cur = match &resume {
                 None => self.map.front(guard),
-                Some(k) => self.map.lower_bound(std::ops::Bound::Excluded(k), guard),
+                Some(k) => self.map.lower_bound(std::ops::Bound::Excluded(k.as_slice()), guard),
             };
             let mut steps = 0;
             while let Some(e) = cur {
-                let vk = e.key();
-                if current_key.as_ref() != Some(&vk.key) {
-                    if let Some(t) = base_tombstone.take()
-                        && self.map.remove(&t, guard).map(|r| r.release(guard)).is_some()
-                    {
-                        removed += 1;
+                let chain = e.value();
+                // The newest version at or below `upto` (the base) and the one before it.
+                let mut pred: Option<Arc<VNode>> = None;
+                let mut node = chain.head.load_full();
+                while let Some(n) = node.clone() {
+                    if n.rev <= upto {
+                        break;
                     }
-                    current_key = Some(vk.key.clone());
-                    kept_base = false;
+                    pred = Some(n.clone());
+                    node = n.next.load_full();
                 }
-                if vk.rev <= upto {
-                    // Versions of a key come newest first: the first one at or below `upto` is
-                    // the state at `upto`; it stays unless it is a delete. Everything older goes.
-                    if kept_base {
-                        if e.remove() {
-                            removed += 1;
-                        }
-                    } else if e.value().tombstone {
-                        base_tombstone = Some(vk.clone());
+                if let Some(base) = node {
+                    // Everything older than the base goes first...
+                    let mut older = base.next.swap(None);
+                    while let Some(o) = older {
+                        removed += 1;
+                        older = o.next.load_full();
                     }
-                    kept_base = true;
+                    // ...then the base itself, if it is a delete: the key did not exist then.
+                    if base.v.tombstone {
+                        removed += 1;
+                        match pred {
+                            Some(p) => p.next.store(None),
+                            None => {
+                                e.remove();
+                            }
+                        }
+                    }
                 }
                 steps += 1;
                 if steps >= 4096 {
-                    resume = Some(vk.clone());
+                    resume = Some(e.key().clone());
                     break;
                 }
                 cur = e.next();
@@ -67,13 +73,7 @@ impl Store {
                 break;
             }
         }
-        if let Some(t) = base_tombstone.take() {
-            let guard = &epoch::pin();
-            if let Some(r) = self.map.remove(&t, guard) {
-                r.release(guard);
-                removed += 1;
-            }
-        }
+        self.versions.fetch_sub(removed as u64, Ordering::Relaxed);
         self.physically_compacted.store(upto, Ordering::Release);
         removed
     }

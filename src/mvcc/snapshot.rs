@@ -94,37 +94,39 @@ impl Store {
         out.write_all(MAGIC)?;
         let mut versions = 0u64;
         let mut keys = 0u64;
-        let mut last_key: Option<super::store::KeyBuf> = None;
         let mut rec = Vec::with_capacity(256);
+        let mut chain = Vec::new();
         let guard = &crossbeam_epoch::pin();
         let mut cur = self.map.front(guard);
         while let Some(e) = cur {
             cur = e.next();
-            let vk = e.key();
-            if vk.rev > revision {
-                continue;
+            let key = e.key();
+            // The key's versions at or below `revision`, newest first.
+            chain.clear();
+            let mut node = e.value().at(revision);
+            while let Some(n) = node {
+                node = n.next.load_full();
+                chain.push(n);
             }
-            let v = e.value();
-            if last_key.as_ref() != Some(&vk.key) {
-                // First version at or below `revision` of a new key: the key's state there.
-                if !v.tombstone {
-                    keys += 1;
-                }
-                last_key = Some(vk.key.clone());
+            if chain.first().is_some_and(|n| !n.v.tombstone) {
+                keys += 1;
             }
-            rec.clear();
-            rec.push(TAG_VERSION);
-            rec.extend_from_slice(&(vk.key.len() as u32).to_le_bytes());
-            rec.extend_from_slice(&vk.key);
-            rec.extend_from_slice(&vk.rev.to_le_bytes());
-            rec.extend_from_slice(&v.create().to_le_bytes());
-            rec.extend_from_slice(&v.version().to_le_bytes());
-            rec.extend_from_slice(&v.lease.to_le_bytes());
-            rec.push(v.tombstone as u8);
-            rec.extend_from_slice(&(v.value.len() as u32).to_le_bytes());
-            out.write_all(&rec)?;
-            out.write_all(&v.value)?;
-            versions += 1;
+            for n in &chain {
+                let v = &n.v;
+                rec.clear();
+                rec.push(TAG_VERSION);
+                rec.extend_from_slice(&(key.len() as u32).to_le_bytes());
+                rec.extend_from_slice(key);
+                rec.extend_from_slice(&n.rev.to_le_bytes());
+                rec.extend_from_slice(&v.create().to_le_bytes());
+                rec.extend_from_slice(&v.version().to_le_bytes());
+                rec.extend_from_slice(&v.lease.to_le_bytes());
+                rec.push(v.tombstone as u8);
+                rec.extend_from_slice(&(v.value.len() as u32).to_le_bytes());
+                out.write_all(&rec)?;
+                out.write_all(&v.value)?;
+                versions += 1;
+            }
         }
         let mut end = vec![TAG_END];
         end.extend_from_slice(&versions.to_le_bytes());
@@ -152,6 +154,12 @@ impl Store {
         let mut last_key: Option<Bytes> = None;
         let mut prev: Option<VKey> = None;
         let mut max_rev = 0u64;
+        let mut pending: Vec<(Bytes, u64, Version)> = Vec::new();
+        let flush = |store: &Store, pending: &mut Vec<(Bytes, u64, Version)>| {
+            for (k, r, v) in pending.drain(..).rev() {
+                store.insert(&k, r, v);
+            }
+        };
         loop {
             let at = r.offset;
             match r.u8()? {
@@ -181,10 +189,15 @@ impl Store {
                 last_key = Some(key.clone());
             }
             max_rev = max_rev.max(rev);
-            store.insert(&vk.key, vk.rev, Version::new(create, version, lease, value, tombstone));
+            // A key's versions come newest first; chains are built oldest first.
+            if pending.first().is_some_and(|(k, _, _)| *k != key) {
+                flush(&store, &mut pending);
+            }
+            pending.push((key, rev, Version::new(create, version, lease, value, tombstone)));
             prev = Some(vk);
             versions += 1;
         }
+        flush(&store, &mut pending);
         let at = r.offset;
         let count = r.u64()?;
         let revision = r.u64()?;

@@ -1,22 +1,25 @@
-//! The multi-version store: every version of every key in one lock-free ordered map, keyed by
-//! (key ascending, revision descending), so "the newest version of `k` at or below revision `R`"
-//! is one seek to (`k`, `R`).
+//! The multi-version store: one lock-free ordered map of keys (a crossbeam skiplist, keys
+//! inline), each key holding its versions as a chain, newest first. A read seeks the key once and
+//! walks its chain to the newest version at or below the revision it reads; a write prepends a
+//! version to the chain (an update adds no node to the map).
 //!
 //! Readers never lock and never wait for apply: they load the published revision `R` and ignore
-//! every version above it, so a write in progress (inserted at `R + 1`) is invisible until apply
-//! publishes `R + 1` after the whole request. Compaction publishes the new compacted revision
-//! first and removes versions after; a reader re-checks the compacted revision after reading, so
-//! it never returns a state with versions missing.
+//! every version above it, so a write in progress (at `R + 1`) is invisible until apply publishes
+//! `R + 1` after the whole batch. Compaction publishes the new compacted revision first and cuts
+//! chains after; a reader re-checks the compacted revision after reading, so it never returns a
+//! state with versions missing.
 
 use std::cmp::Ordering as CmpOrdering;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
+use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use crossbeam_epoch as epoch;
 use crossbeam_skiplist::base::SkipList;
 use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
+use std::sync::Arc;
 
 use super::error::MvccError;
 use super::request::KeyValue;
@@ -47,39 +50,49 @@ impl PartialOrd for VKey {
 }
 
 /// One version of a key.
-///
-/// `create` and `version` are atomics so apply can insert the version first and fill them in
-/// from the version right after it in the map (the key's previous one): one traversal per put
-/// instead of a lookup and an insert. They are set before the revision is published and never
-/// change after, so readers (who only look at published revisions) always see final values.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Version {
-    create: AtomicU64,
-    version: AtomicU64,
+    create: u64,
+    version: u64,
     pub lease: i64,
     pub value: Bytes,
     /// A delete: the key does not exist from this revision on.
     pub tombstone: bool,
 }
 
-impl Clone for Version {
-    fn clone(&self) -> Self {
-        Version::new(self.create(), self.version(), self.lease, self.value.clone(), self.tombstone)
-    }
+/// A version in a key's chain.
+#[derive(Debug)]
+pub(crate) struct VNode {
+    /// The version's `mod_revision`.
+    pub rev: u64,
+    pub v: Version,
+    /// The next older version.
+    pub next: ArcSwapOption<VNode>,
 }
 
-impl PartialEq for Version {
-    fn eq(&self, o: &Self) -> bool {
-        (self.create(), self.version(), self.lease, &self.value, self.tombstone)
-            == (o.create(), o.version(), o.lease, &o.value, o.tombstone)
-    }
+/// A key's versions, newest first.
+#[derive(Debug, Default)]
+pub(crate) struct Chain {
+    pub head: ArcSwapOption<VNode>,
 }
 
-impl Eq for Version {}
+impl Chain {
+    /// The newest version at or below `rev`.
+    pub fn at(&self, rev: u64) -> Option<Arc<VNode>> {
+        let mut cur = self.head.load_full();
+        while let Some(n) = cur {
+            if n.rev <= rev {
+                return Some(n);
+            }
+            cur = n.next.load_full();
+        }
+        None
+    }
+}
 
 impl Version {
     pub fn new(create: u64, version: u64, lease: i64, value: Bytes, tombstone: bool) -> Version {
-        Version { create: AtomicU64::new(create), version: AtomicU64::new(version), lease, value, tombstone }
+        Version { create, version, lease, value, tombstone }
     }
 
     pub fn tombstone() -> Version {
@@ -88,18 +101,12 @@ impl Version {
 
     /// Revision the key was created at.
     pub fn create(&self) -> u64 {
-        self.create.load(Ordering::Relaxed)
+        self.create
     }
 
     /// Writes since creation.
     pub fn version(&self) -> u64 {
-        self.version.load(Ordering::Relaxed)
-    }
-
-    /// Fill in the lineage of a version apply just inserted (before it is published).
-    pub fn set_lineage(&self, create: u64, version: u64) {
-        self.create.store(create, Ordering::Relaxed);
-        self.version.store(version, Ordering::Relaxed);
+        self.version
     }
 
     pub fn to_kv(&self, key: &[u8], rev: u64, with_value: bool) -> KeyValue {
@@ -120,7 +127,12 @@ pub const INITIAL_REVISION: u64 = 1;
 /// The multi-version key-value store.
 #[derive(Debug)]
 pub struct Store {
-    pub(crate) map: SkipList<VKey, Version>,
+    pub(crate) map: SkipList<KeyBuf, Chain>,
+    /// Versions held (all chains).
+    pub(crate) versions: AtomicU64,
+    /// Held by apply for each request and by physical compaction while it removes keys, so a
+    /// key is never removed from the map while a version is being added to it.
+    pub(crate) apply_lock: Mutex<()>,
     /// The newest revision readers may see.
     pub(crate) rev: CachePadded<AtomicU64>,
     /// Apply's own revision: ahead of `rev` while a batch is being applied.
@@ -190,6 +202,8 @@ impl Store {
     pub fn new() -> Store {
         Store {
             map: SkipList::new(epoch::default_collector().clone()),
+            versions: AtomicU64::new(0),
+            apply_lock: Mutex::new(()),
             rev: CachePadded::new(AtomicU64::new(INITIAL_REVISION)),
             working: CachePadded::new(AtomicU64::new(INITIAL_REVISION)),
             compacted: CachePadded::new(AtomicU64::new(0)),
@@ -218,7 +232,7 @@ impl Store {
 
     /// Versions retained (all keys, all revisions, tombstones included).
     pub fn version_count(&self) -> usize {
-        self.map.len()
+        self.versions.load(Ordering::Relaxed) as usize
     }
 
     /// Bytes of keys and values retained (what the store holds, as etcd's db size approximates).
@@ -227,7 +241,11 @@ impl Store {
         let mut n = 0u64;
         let mut cur = self.map.front(guard);
         while let Some(e) = cur {
-            n += (e.key().key.len() + e.value().value.len() + 48) as u64;
+            let mut v = e.value().head.load_full();
+            while let Some(node) = v {
+                n += (e.key().len() + node.v.value.len() + 64) as u64;
+                v = node.next.load_full();
+            }
             cur = e.next();
         }
         n
@@ -260,18 +278,17 @@ impl Store {
     /// The newest version of `key` at or below `rev`, if the key exists there.
     pub(crate) fn get_at(&self, key: &Bytes, rev: u64) -> Option<(u64, Version)> {
         let guard = &epoch::pin();
-        let probe = VKey { key: KeyBuf::from_slice(key), rev };
-        let e = self.map.lower_bound(Bound::Included(&probe), guard)?;
-        let vk = e.key();
-        if vk.key.as_slice() != key.as_ref() || e.value().tombstone {
+        let e = self.map.get(key.as_ref(), guard)?;
+        let n = e.value().at(rev)?;
+        if n.v.tombstone {
             return None;
         }
-        Some((vk.rev, e.value().clone()))
+        Some((n.rev, n.v.clone()))
     }
 
     /// Visit every key existing at `rev` in [`start`, `end`), in key order, with its newest
     /// version at or below `rev`. The visitor returns `false` to stop. One epoch pin for the
-    /// whole scan; entries are borrowed, never reference-counted.
+    /// whole scan; map entries are borrowed, never reference-counted.
     pub(crate) fn scan_at(
         &self,
         start: &Bytes,
@@ -280,64 +297,49 @@ impl Store {
         mut visit: impl FnMut(&[u8], u64, &Version) -> bool,
     ) {
         let guard = &epoch::pin();
-        let mut cur = self.map.lower_bound(Bound::Included(&VKey { key: KeyBuf::from_slice(start), rev }), guard);
+        let mut cur = self.map.lower_bound(Bound::Included(start.as_ref()), guard);
         while let Some(e) = cur {
-            let vk = e.key();
-            if end.is_past(start, &vk.key) {
+            let key = e.key();
+            if end.is_past(start, key) {
                 return;
             }
-            if vk.rev > rev {
-                // Newer than the read: seek to this key's newest version at or below `rev`.
-                cur = self.map.lower_bound(Bound::Included(&VKey { key: vk.key.clone(), rev }), guard);
-                continue;
-            }
-            if !e.value().tombstone && !visit(&vk.key, vk.rev, e.value()) {
+            if let Some(n) = e.value().at(rev)
+                && !n.v.tombstone
+                && !visit(key, n.rev, &n.v)
+            {
                 return;
             }
-            // Step over this key's older versions: a few steps, then a seek.
-            let mut next = e.next();
-            let mut steps = 0;
-            while let Some(n) = &next {
-                if n.key().key != vk.key {
-                    break;
-                }
-                steps += 1;
-                if steps > 4 {
-                    next = self.map.lower_bound(Bound::Excluded(&VKey { key: vk.key.clone(), rev: 0 }), guard);
-                    break;
-                }
-                next = n.next();
-            }
-            cur = next;
+            cur = e.next();
         }
+    }
+
+    /// Add a version to `key` (apply only). Returns the key's previous newest version.
+    fn prepend(&self, key: &[u8], rev: u64, make: impl FnOnce(Option<&Arc<VNode>>) -> Version) -> Option<Arc<VNode>> {
+        let guard = &epoch::pin();
+        // One search whether the key exists or not.
+        let e = self.map.get_or_insert(KeyBuf::from_slice(key), Chain::default(), guard);
+        let chain = e.value();
+        let head = chain.head.load_full();
+        let v = make(head.as_ref());
+        chain.head.store(Some(Arc::new(VNode { rev, v, next: ArcSwapOption::new(head.clone()) })));
+        e.release(guard);
+        self.versions.fetch_add(1, Ordering::Relaxed);
+        head
     }
 
     /// Insert a version (apply only).
     pub(crate) fn insert(&self, key: &[u8], rev: u64, v: Version) {
-        let guard = &epoch::pin();
-        self.map.insert(VKey { key: KeyBuf::from_slice(key), rev }, v, guard).release(guard);
+        self.prepend(key, rev, |_| v);
     }
 
-    /// Insert a put's version and return the key's previous version (if the key existed), found
-    /// right after the new one in the map; the new version's lineage is filled in from it.
+    /// Insert a put's version and return the key's previous version (if the key existed); the
+    /// new version's create revision and version follow from it.
     pub(crate) fn insert_put(&self, key: &[u8], rev: u64, lease: i64, value: Bytes) -> Option<(u64, Version)> {
-        let guard = &epoch::pin();
-        let e =
-            self.map.insert(VKey { key: KeyBuf::from_slice(key), rev }, Version::new(0, 0, lease, value, false), guard);
-        let prev = match e.next(guard) {
-            Some(n) => {
-                let p = (n.key().key == e.key().key && !n.value().tombstone).then(|| (n.key().rev, n.value().clone()));
-                n.release(guard);
-                p
-            }
-            None => None,
-        };
-        match &prev {
-            Some((_, p)) => e.value().set_lineage(p.create(), p.version() + 1),
-            None => e.value().set_lineage(rev, 1),
-        }
-        e.release(guard);
-        prev
+        let prev = self.prepend(key, rev, |head| match head.filter(|h| !h.v.tombstone) {
+            Some(h) => Version::new(h.v.create, h.v.version + 1, lease, value, false),
+            None => Version::new(rev, 1, lease, value, false),
+        });
+        prev.filter(|h| !h.v.tombstone).map(|h| (h.rev, h.v.clone()))
     }
 
     /// Record a finished write at revision `rev` (apply only). Readers see it after

@@ -157,6 +157,7 @@ impl Store {
     /// # Errors
     /// As [`Store::apply`].
     pub fn apply_unpublished(&self, req: &WriteRequest, max_txn_ops: usize) -> Result<WriteResponse, MvccError> {
+        let _apply = self.apply_lock.lock();
         let base = self.working_revision();
         let mut txn = WriteTxn { store: self, base, changed: false, key_delta: 0 };
         match req {
