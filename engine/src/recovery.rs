@@ -142,17 +142,12 @@ pub(crate) fn open(
         let probe_len = (segfmt::HEADER_LEN + record::HEADER_LEN + 64).min(len as usize);
         let mut probe = vec![0u8; probe_len];
         crate::io::read_exact_at(&*file, &mut probe, 0).map_err(|e| Error::io("read segment header", &path, e))?;
-        // The header is determined by the file's name, so a torn write of it is recognisable:
-        // every byte is either the expected one or still zero (preallocated space). Anything
-        // else (a flipped bit, another build's version, a foreign file) is left to the checks
-        // below, which refuse it.
-        let expected = segfmt::encode(first);
-        let head = &probe[..probe.len().min(segfmt::HEADER_LEN)];
-        let torn = segfmt::decode(&probe).is_err() && head.iter().zip(expected.iter()).all(|(b, e)| *b == 0 || b == e);
+        // A torn header (see `segment::is_torn`); anything else is left to the checks below.
+        let torn = segfmt::is_torn(&probe, first);
         if !torn {
             break;
         }
-        if first_record_is_whole(&*file, len, first) || any_whole_record(&*file, first)? {
+        if any_whole_record(&*file, first)? {
             // A whole record behind a damaged header: data was synced here; this is damage.
             let reason = match segfmt::decode(&probe) {
                 Err(segfmt::HeaderError::Checksum { stored, computed }) => {
@@ -487,16 +482,7 @@ fn any_whole_record(file: &dyn IoFile, first: u64) -> Result<bool> {
         return Ok(false);
     }
     let map = file.map().map_err(|e| Error::io("mmap", "<segment>", e))?;
-    let cap = SlotIndex::capacity_for(len);
-    let mut off = segfmt::HEADER_LEN;
-    while off + record::HEADER_LEN <= map.len() {
-        let idx = crate::format::u64_at(&map, off + record::INDEX_OFF);
-        if idx >= first && idx < first + cap && check_record(&map, off as u64).is_ok() {
-            return Ok(true);
-        }
-        off += 8;
-    }
-    Ok(false)
+    Ok(crate::segment::holds_whole_record(&map, first))
 }
 
 /// Read, several segments at a time, what the sealed-index proof needs (segment header, index

@@ -91,16 +91,7 @@ impl Segment {
         let map = file.map().map_err(|e| Error::io("mmap", &path, e))?;
         let index = SlotIndex::create(io, &log_dir.join(idxfmt::file_name(first_index)), first_index, len)?;
         let header_crc = crate::format::u32_at(&header, segfmt::CRC_OFF);
-        Ok(Segment {
-            first_index,
-            path: Arc::new(path),
-            file,
-            map,
-            header_crc,
-            index,
-            seal_generation: Default::default(),
-            seal_lock: Default::default(),
-        })
+        Ok(Segment::from_parts(first_index, path, file, map, header_crc, index))
     }
 
     /// Read and check record `index` through the index slot; return its payload.
@@ -129,6 +120,16 @@ impl Segment {
     pub fn record_at(&self, off: u64) -> Result<(&[u8], record::RecordHeader)> {
         check_record(&self.map, off).map_err(|k| Error::corruption(self.path.as_ref(), off, k))
     }
+}
+
+/// Whether a whole record of the segment starting at `first` (index in its range, own checksum
+/// good) sits anywhere in `bytes` (the whole segment file).
+pub(crate) fn holds_whole_record(bytes: &[u8], first: u64) -> bool {
+    let cap = SlotIndex::capacity_for(bytes.len() as u64);
+    (segfmt::HEADER_LEN..bytes.len().saturating_sub(record::HEADER_LEN)).step_by(8).any(|off| {
+        let idx = crate::format::u64_at(bytes, off + record::INDEX_OFF);
+        idx >= first && idx < first + cap && check_record(bytes, off as u64).is_ok()
+    })
 }
 
 /// Check the record at `off` in `bytes` (a whole segment) by its own checksum.

@@ -111,17 +111,8 @@ pub fn verify(io: &dyn Io, dir: &Path) -> Result<VerifyReport> {
                 // The same rule as open: a torn header is one whose every byte is the expected
                 // one (it is a function of the file name) or still zero, with no whole record of
                 // this segment anywhere behind it.
-                let expected = segfmt::encode(s.first);
-                let head = &s.bytes[..s.bytes.len().min(segfmt::HEADER_LEN)];
-                let torn = head.iter().zip(expected.iter()).all(|(b, x)| *b == 0 || b == x);
-                let cap = crate::segment::SlotIndex::capacity_for(s.bytes.len() as u64);
-                let any_whole =
-                    (segfmt::HEADER_LEN..s.bytes.len().saturating_sub(record::HEADER_LEN)).step_by(8).any(|off| {
-                        let idx = crate::format::u64_at(&s.bytes, off + record::INDEX_OFF);
-                        idx >= s.first
-                            && idx < s.first + cap
-                            && crate::segment::check_record(&s.bytes, off as u64).is_ok()
-                    });
+                let torn = segfmt::is_torn(&s.bytes, s.first);
+                let any_whole = crate::segment::holds_whole_record(&s.bytes, s.first);
                 if next_first.is_none() && torn && !any_whole {
                     report.notes.push(format!(
                         "{}: newest segment has no valid header ({e:?}); open removes it",

@@ -69,6 +69,16 @@ pub fn encode(first_index: u64) -> [u8; HEADER_LEN] {
     h
 }
 
+/// Whether `b` (the start of the segment file named for `first_index`) holds a torn write of
+/// that segment's header: the header is a function of the name, so a torn one has every byte
+/// either the expected one or still zero (preallocated space). A flipped bit, another build's
+/// version or a foreign file is not torn.
+pub fn is_torn(b: &[u8], first_index: u64) -> bool {
+    let expected = encode(first_index);
+    let head = &b[..b.len().min(HEADER_LEN)];
+    decode(b).is_err() && head.iter().zip(expected.iter()).all(|(x, e)| *x == 0 || x == e)
+}
+
 /// Decode and check a segment header.
 pub fn decode(b: &[u8]) -> Result<SegmentHeader, HeaderError> {
     if b.len() < HEADER_LEN {
