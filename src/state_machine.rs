@@ -24,6 +24,18 @@ use crate::mvcc::snapshot::StoreMeta;
 use crate::mvcc::{DEFAULT_MAX_TXN_OPS, Store};
 use crate::types::{ApplyResult, LogId, SnapshotMeta, StoredMembership, TypeConfig};
 
+/// What the snapshot container's `app_meta` holds: the store's own state at the snapshot point
+/// (informational: the body is authoritative).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AppMeta {
+    /// The revision the snapshot is at.
+    pub revision: u64,
+    /// The compacted revision at that point.
+    pub compacted: u64,
+    /// Live keys at `revision`.
+    pub keys: u64,
+}
+
 /// Snapshot data handed to and from openraft: a finished, checked snapshot file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotFile {
@@ -248,27 +260,20 @@ impl StateMachine {
 
     /// Build a snapshot now (blocking: call from a blocking thread).
     fn build_blocking(&self) -> Result<(SnapshotMeta, SnapshotInfo), io::Error> {
-        // Store, revision and applied log id read together, under the lock apply and install
-        // take to change them.
-        let a = self.inner.applied.lock();
-        let store = self.inner.store.load_full();
-        drop(a);
-        // Hold off physical compaction, then read revision and applied log id together.
-        let (point, meta) = {
+        // Store, snapshot point (which holds off physical compaction) and applied log id, taken
+        // together under the lock apply and install take to change them: they match.
+        let store: Arc<Store>;
+        let (point, meta, keys) = {
             let a = self.inner.applied.lock();
+            store = self.inner.store.load_full();
             let point = store.snapshot_point();
             let meta = SnapshotMeta { last_log_id: a.last_applied, last_membership: a.membership.clone() };
-            (point, meta)
+            (point, meta, store.key_count())
         };
         let raft_meta = postcard::to_stdvec(&meta).map_err(io::Error::other)?;
         let (term, index) = meta.last_log_id.as_ref().map(|l| (l.leader_id.term, l.index)).unwrap_or((0, 0));
-        let app_meta = postcard::to_stdvec(&StoreMeta {
-            revision: point.revision,
-            compacted: point.compacted,
-            keys: store.key_count(),
-            versions: 0,
-        })
-        .map_err(io::Error::other)?;
+        let app_meta = postcard::to_stdvec(&AppMeta { revision: point.revision, compacted: point.compacted, keys })
+            .map_err(io::Error::other)?;
         let mut w =
             self.inner.snapshots.create(term, index, &raft_meta, &app_meta, self.inner.config.snapshot_zstd_level)?;
         let mut buffered = std::io::BufWriter::with_capacity(1 << 20, &mut w);
