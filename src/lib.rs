@@ -8,5 +8,6 @@
 
 pub mod compactor;
 pub mod mvcc;
+pub mod node;
 pub mod state_machine;
 pub mod types;

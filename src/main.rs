@@ -3,9 +3,11 @@
 //! A Raft storage node speaking the etcd v3 API, on its own segmented log engine
 //! (`conflux-engine`, see `docs/architecture.md` and `docs/format.md`).
 //!
-//! Today the binary carries the engine's operator tools: `conflux dump DIR` prints a data
+//! `conflux [FLAGS]` runs a member (flags, config file and environment: `docs/operations.md`);
+//! with no flags at all it is a working single-node member on etcd's default ports with
+//! `./default.conflux` as its data directory. The operator tools: `conflux dump DIR` prints a data
 //! directory's meta, segments, indexes and records; `conflux verify DIR` checks every record and
-//! exits non-zero on corruption. The server arrives with the node issue.
+//! exits non-zero on corruption.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -15,9 +17,12 @@ use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(name = "conflux", version, about = "conflux: a Raft key-value node speaking the etcd v3 API")]
+#[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: conflux::node::config::ServeArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -49,10 +54,44 @@ fn check_dir(dir: &std::path::Path) -> Result<(), String> {
     }
 }
 
+/// Run the server until SIGINT/SIGTERM.
+fn serve(args: conflux::node::config::ServeArgs) -> ExitCode {
+    let config = match conflux::node::config::NodeConfig::resolve(args, &|k| std::env::var(k).ok()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("conflux: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("warn,conflux={0},conflux_engine={0}", config.log_level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("conflux").build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("conflux: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(conflux::node::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("conflux: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let io = conflux_engine::io::StdIo;
-    match cli.command {
+    let Some(command) = cli.command else { return serve(cli.serve) };
+    match command {
         Command::Dump { dir, records, slots } => {
             if let Err(e) = check_dir(&dir) {
                 eprintln!("conflux dump: {e}");

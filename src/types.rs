@@ -16,13 +16,33 @@ pub enum ApplyResult {
     },
 }
 
+/// What the cluster knows of a member (openraft's node type): etcd's `Member` without the id,
+/// which is the Raft node id. Kept in membership entries, so every member and every snapshot
+/// knows every member's URLs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// `--name`.
+    pub name: String,
+    /// URLs peers reach it on (`--initial-advertise-peer-urls`).
+    pub peer_urls: Vec<String>,
+    /// URLs clients reach it on (`--advertise-client-urls`); empty until the member has started
+    /// and published them.
+    pub client_urls: Vec<String>,
+}
+
+impl std::fmt::Display for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}={}", self.name, self.peer_urls.join(","))
+    }
+}
+
 openraft::declare_raft_types!(
     /// conflux's Raft types: entries carry etcd write requests.
     pub TypeConfig:
         D = WriteRequest,
         R = ApplyResult,
         NodeId = u64,
-        Node = openraft::BasicNode,
+        Node = Member,
 );
 
 /// The codec for log entries, votes, log ids and snapshot metadata.

@@ -13,7 +13,8 @@ use conflux::types::{LogStore, TypeConfig};
 use openraft::error::{RPCError, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, v2::RaftNetworkV2};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
-use openraft::{BasicNode, Raft};
+use conflux::types::Member;
+use openraft::Raft;
 
 /// One node has no peers: any RPC is a bug.
 struct NoPeers;
@@ -50,7 +51,7 @@ impl RaftNetworkV2<TypeConfig> for NoPeers {
 
 impl RaftNetworkFactory<TypeConfig> for NoPeers {
     type Network = NoPeers;
-    async fn new_client(&mut self, _: u64, _: &BasicNode) -> NoPeers {
+    async fn new_client(&mut self, _: u64, _: &Member) -> NoPeers {
         NoPeers
     }
 }
@@ -110,7 +111,7 @@ async fn restart_from_snapshot_plus_log_tail() {
     let t = Some(Duration::from_secs(20));
     let (before, last_index, old_rev_read) = {
         let (raft, sm) = start(dir.path()).await;
-        raft.initialize(BTreeMap::from([(1u64, BasicNode::new("local"))])).await.unwrap();
+        raft.initialize(BTreeMap::from([(1u64, Member { name: "local".into(), ..Default::default() })])).await.unwrap();
         raft.wait(t).current_leader(1, "leader").await.unwrap();
         for i in 0..200 {
             let r = raft.client_write(put(&format!("k{:03}", i % 50), &format!("v{i}"))).await.unwrap();

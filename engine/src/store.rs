@@ -68,6 +68,19 @@ pub struct LogReader<C: RaftTypeConfig, K: RaftCodec<C>> {
     shared: Arc<Shared<C, K>>,
 }
 
+impl<C: RaftTypeConfig, K: RaftCodec<C>> LogReader<C, K> {
+    /// Engine counters, as [`LogStore::stats`] (a reader is what outlives handing the store to
+    /// openraft).
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
+    /// Number of segment files in use.
+    pub fn segment_count(&self) -> usize {
+        self.shared.segments.read().len()
+    }
+}
+
 impl<C: RaftTypeConfig, K: RaftCodec<C>> Clone for LogReader<C, K> {
     fn clone(&self) -> Self {
         LogReader { shared: self.shared.clone() }

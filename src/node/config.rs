@@ -1,0 +1,1645 @@
+//! The node's configuration: the `serve` flags ([`ServeArgs`]), their `CONFLUX_*` environment
+//! variables and the YAML config file, layered (command line > environment > config file >
+//! defaults) and checked into one [`NodeConfig`].
+//!
+//! Flag names and defaults are etcd 3.4's where etcd has the flag, so an etcd command line or
+//! config file mostly works unchanged; etcd options conflux does not have are warned about, not
+//! refused. Every error names the flag, the value and the layer it came from. This module only
+//! reads: it opens no socket and touches no data directory. Operators' view: `docs/operations.md`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use url::{Host, Url};
+
+use crate::compactor::AutoCompaction;
+
+/// Every flag that can also be set from the environment and the config file, as etcd spells it.
+/// (`--config-file` is not here: it can come from the command line or the environment only.)
+const FLAGS: &[&str] = &[
+    "name",
+    "data-dir",
+    "listen-client-urls",
+    "advertise-client-urls",
+    "listen-peer-urls",
+    "initial-advertise-peer-urls",
+    "initial-cluster",
+    "initial-cluster-state",
+    "initial-cluster-token",
+    "heartbeat-interval",
+    "election-timeout",
+    "max-request-bytes",
+    "max-txn-ops",
+    "auto-compaction-mode",
+    "auto-compaction-retention",
+    "listen-metrics-urls",
+    "log-level",
+    "snapshot-count",
+    "snapshot-catchup-entries",
+    "segment-bytes",
+    "snapshot-zstd-level",
+    "request-timeout",
+];
+
+/// Flags whose value is a comma-separated list; the config file may also give a YAML list.
+const LIST_FLAGS: &[&str] = &[
+    "listen-client-urls",
+    "advertise-client-urls",
+    "listen-peer-urls",
+    "initial-advertise-peer-urls",
+    "initial-cluster",
+    "listen-metrics-urls",
+];
+
+/// etcd 3.4/3.5 config-file keys conflux does not implement: a file holding them is still loaded
+/// (with a warning), so an etcd config can be reused. Keys starting with `experimental-` or
+/// `unsafe-` are treated the same way.
+const ETCD_ONLY_KEYS: &[&str] = &[
+    "wal-dir",
+    "max-snapshots",
+    "max-wals",
+    "quota-backend-bytes",
+    "backend-batch-interval",
+    "backend-batch-limit",
+    "backend-bbolt-freelist-type",
+    "initial-election-tick-advance",
+    "pre-vote",
+    "grpc-keepalive-min-time",
+    "grpc-keepalive-interval",
+    "grpc-keepalive-timeout",
+    "max-concurrent-streams",
+    "socket-reuse-port",
+    "socket-reuse-address",
+    "listen-client-http-urls",
+    "cors",
+    "host-whitelist",
+    "discovery",
+    "discovery-fallback",
+    "discovery-proxy",
+    "discovery-srv",
+    "discovery-srv-name",
+    "strict-reconfig-check",
+    "enable-v2",
+    "v2-deprecation",
+    "enable-pprof",
+    "enable-grpc-gateway",
+    "proxy",
+    "proxy-failure-wait",
+    "proxy-refresh-interval",
+    "proxy-dial-timeout",
+    "proxy-write-timeout",
+    "proxy-read-timeout",
+    "client-transport-security",
+    "peer-transport-security",
+    "self-signed-cert-validity",
+    "cipher-suites",
+    "tls-min-version",
+    "tls-max-version",
+    "cert-file",
+    "key-file",
+    "client-cert-auth",
+    "client-crl-file",
+    "trusted-ca-file",
+    "auto-tls",
+    "peer-cert-file",
+    "peer-key-file",
+    "peer-client-cert-auth",
+    "peer-trusted-ca-file",
+    "peer-auto-tls",
+    "peer-cert-allowed-cn",
+    "peer-cert-allowed-hostname",
+    "auth-token",
+    "auth-token-ttl",
+    "bcrypt-cost",
+    "logger",
+    "log-outputs",
+    "log-format",
+    "log-package-levels",
+    "log-rotate-config-json",
+    "enable-log-rotation",
+    "debug",
+    "force-new-cluster",
+    "metrics",
+    "initial-corrupt-check",
+    "corrupt-check-time",
+    "compact-hash-check-enabled",
+    "compact-hash-check-time",
+    "watch-progress-notify-interval",
+    "warning-apply-duration",
+    "warning-unary-request-duration",
+    "enable-distributed-tracing",
+    "distributed-tracing-address",
+    "distributed-tracing-service-name",
+    "distributed-tracing-instance-id",
+    "distributed-tracing-sampling-rate",
+    "memory-mlock",
+    "feature-gates",
+];
+
+/// etcd refuses election timeouts above this (ms); so do we.
+const MAX_ELECTION_MS: u64 = 50_000;
+/// The engine refuses smaller segments (`conflux_engine::Config::validate`).
+const MIN_SEGMENT_BYTES: u64 = 4096;
+/// Room a segment must have beyond the largest request: the entry's framing around the request
+/// and the segment header.
+const SEGMENT_SLACK_BYTES: u64 = 64 << 10;
+
+/// Command-line flags of the server. Every field is `Option` (`None` = not given on the command
+/// line) so [`NodeConfig::resolve`] can fall back to the environment, the config file and the
+/// default, in that order. Values stay text until `resolve` parses them, so a bad value reads the
+/// same whichever layer it came from.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// Human-readable name of this member; must have an entry in --initial-cluster [default: default]
+    #[arg(long = "name", value_name = "NAME")]
+    pub name: Option<String>,
+    /// Directory holding the Raft log, snapshots and metadata [default: <name>.conflux]
+    #[arg(long = "data-dir", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Comma-separated http:// URLs to serve clients (the etcd v3 gRPC API) on
+    /// [default: http://localhost:2379]
+    #[arg(long = "listen-client-urls", value_name = "URLS")]
+    pub listen_client_urls: Option<String>,
+    /// Comma-separated client URLs of this member as clients should reach it; required when
+    /// --listen-client-urls is set [default: http://localhost:2379]
+    #[arg(long = "advertise-client-urls", value_name = "URLS")]
+    pub advertise_client_urls: Option<String>,
+    /// Comma-separated http:// URLs to serve other members on [default: http://localhost:2380]
+    #[arg(long = "listen-peer-urls", value_name = "URLS")]
+    pub listen_peer_urls: Option<String>,
+    /// Comma-separated peer URLs of this member as other members should reach it; must equal its
+    /// --initial-cluster entry [default: http://localhost:2380]
+    #[arg(long = "initial-advertise-peer-urls", value_name = "URLS")]
+    pub initial_advertise_peer_urls: Option<String>,
+    /// The bootstrap members, as comma-separated name=peer-URL pairs (a name may repeat to give it
+    /// several URLs) [default: <name>=<initial-advertise-peer-urls>]
+    #[arg(long = "initial-cluster", value_name = "NAME=URL,...")]
+    pub initial_cluster: Option<String>,
+    /// `new` to bootstrap a new cluster, `existing` to join one [default: new]
+    #[arg(long = "initial-cluster-state", value_name = "new|existing")]
+    pub initial_cluster_state: Option<String>,
+    /// Token identifying the cluster during bootstrap [default: etcd-cluster]
+    #[arg(long = "initial-cluster-token", value_name = "TOKEN")]
+    pub initial_cluster_token: Option<String>,
+    /// Leader heartbeat interval in milliseconds [default: 100]
+    #[arg(long = "heartbeat-interval", value_name = "MS")]
+    pub heartbeat_interval: Option<String>,
+    /// Election timeout in milliseconds; at least 5 × --heartbeat-interval, at most 50000
+    /// [default: 1000]
+    #[arg(long = "election-timeout", value_name = "MS")]
+    pub election_timeout: Option<String>,
+    /// Largest client request accepted, in bytes [default: 1572864]
+    #[arg(long = "max-request-bytes", value_name = "BYTES")]
+    pub max_request_bytes: Option<String>,
+    /// Most operations in one transaction [default: 128]
+    #[arg(long = "max-txn-ops", value_name = "N")]
+    pub max_txn_ops: Option<String>,
+    /// `periodic` (keep a duration of history) or `revision` (keep a number of revisions)
+    /// [default: periodic]
+    #[arg(long = "auto-compaction-mode", value_name = "MODE")]
+    pub auto_compaction_mode: Option<String>,
+    /// History to keep: a duration such as 1h30m or a number of hours (periodic), or a number of
+    /// revisions (revision); 0 turns auto-compaction off [default: 0]
+    #[arg(long = "auto-compaction-retention", value_name = "RETENTION")]
+    pub auto_compaction_retention: Option<String>,
+    /// Comma-separated http:// URLs to serve /metrics and /health on [default: none]
+    #[arg(long = "listen-metrics-urls", value_name = "URLS")]
+    pub listen_metrics_urls: Option<String>,
+    /// Log level: trace, debug, info, warn or error [default: info]
+    #[arg(long = "log-level", value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Applied entries between two snapshots [default: 100000]
+    #[arg(long = "snapshot-count", value_name = "N")]
+    pub snapshot_count: Option<String>,
+    /// Entries kept in the log after a snapshot, so slow followers catch up without one
+    /// [default: 5000]
+    #[arg(long = "snapshot-catchup-entries", value_name = "N")]
+    pub snapshot_catchup_entries: Option<String>,
+    /// Size of each log segment file in bytes, a multiple of 8 [default: 67108864]
+    #[arg(long = "segment-bytes", value_name = "BYTES")]
+    pub segment_bytes: Option<String>,
+    /// zstd level for snapshots, 1 (fastest) to 22 (smallest) [default: 3]
+    #[arg(long = "snapshot-zstd-level", value_name = "LEVEL")]
+    pub snapshot_zstd_level: Option<String>,
+    /// How long a client request waits for a leader and for its commit, in milliseconds
+    /// [default: 5000]
+    #[arg(long = "request-timeout", value_name = "MS")]
+    pub request_timeout: Option<String>,
+    /// YAML file of settings keyed by flag name; command-line flags and CONFLUX_* variables
+    /// override it [default: none]
+    #[arg(long = "config-file", value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+}
+
+/// Whether this member bootstraps a new cluster or joins an existing one
+/// (`--initial-cluster-state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterState {
+    /// Bootstrap a new cluster from `--initial-cluster`.
+    New,
+    /// Join a cluster that already runs (the member was added with `member add`).
+    Existing,
+}
+
+impl fmt::Display for ClusterState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ClusterState::New => "new",
+            ClusterState::Existing => "existing",
+        })
+    }
+}
+
+/// Where a setting's value came from; errors name it so an operator knows what to fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A command-line flag.
+    CommandLine,
+    /// An environment variable (its name).
+    Env(String),
+    /// A key of the YAML config file.
+    File {
+        /// The config file.
+        path: PathBuf,
+        /// The key in it.
+        key: String,
+    },
+    /// Nothing set it: the built-in default.
+    Default,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::CommandLine => f.write_str("from the command line"),
+            Origin::Env(var) => write!(f, "from {var}"),
+            Origin::File { path, key } => write!(f, "from key {key} of config file {}", path.display()),
+            Origin::Default => f.write_str("the default"),
+        }
+    }
+}
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// One setting's value does not parse or is out of range.
+    #[error("invalid value {value:?} for --{flag} ({origin}): {reason}")]
+    InvalidValue {
+        /// The flag, without `--`.
+        flag: &'static str,
+        /// The value as given.
+        value: String,
+        /// Where it came from.
+        origin: Origin,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The config file could not be read.
+    #[error("cannot read config file {} ({origin}): {error}", path.display())]
+    ReadConfigFile {
+        /// The file.
+        path: PathBuf,
+        /// Where its name came from (`--config-file` or `CONFLUX_CONFIG_FILE`).
+        origin: Origin,
+        /// The I/O error.
+        #[source]
+        error: std::io::Error,
+    },
+    /// The config file is not YAML, or not a mapping of flag names to values.
+    #[error("cannot parse config file {}: {reason}", path.display())]
+    ParseConfigFile {
+        /// The file.
+        path: PathBuf,
+        /// The YAML error (with its line and column) or what the file holds instead of a mapping.
+        reason: String,
+    },
+    /// A config-file key conflux knows holds a value of the wrong YAML type (a mapping, say).
+    #[error("config file {}: key {key} has value {value}, but expects {expected}", path.display())]
+    ConfigFileValue {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: String,
+        /// The value, rendered on one line.
+        value: String,
+        /// What the key takes.
+        expected: &'static str,
+    },
+    /// `--name` has no entry in `--initial-cluster`.
+    #[error(
+        "member {name} ({name_origin}) has no entry in --initial-cluster {initial_cluster:?} ({cluster_origin}); \
+         add {name}=<its --initial-advertise-peer-urls> to it, or set --name to one of its members"
+    )]
+    MemberNotInCluster {
+        /// This member's name.
+        name: String,
+        /// Where the name came from.
+        name_origin: Origin,
+        /// `--initial-cluster` as given.
+        initial_cluster: String,
+        /// Where it came from.
+        cluster_origin: Origin,
+    },
+    /// This member's `--initial-cluster` entry lists other URLs than its
+    /// `--initial-advertise-peer-urls` (etcd refuses this too).
+    #[error(
+        "--initial-cluster ({cluster_origin}) gives member {name} the peer URLs {cluster_urls}, but \
+         --initial-advertise-peer-urls ({advertise_origin}) is {advertise_urls}; they must list the same URLs"
+    )]
+    AdvertiseMismatch {
+        /// This member's name.
+        name: String,
+        /// Its URLs in `--initial-cluster`, comma-separated.
+        cluster_urls: String,
+        /// Where `--initial-cluster` came from.
+        cluster_origin: Origin,
+        /// `--initial-advertise-peer-urls`, comma-separated.
+        advertise_urls: String,
+        /// Where it came from.
+        advertise_origin: Origin,
+    },
+    /// The election timeout is under five heartbeats (etcd's rule): followers would start
+    /// elections while the leader is healthy.
+    #[error(
+        "--election-timeout {election_ms} ms ({election_origin}) must be at least 5 times \
+         --heartbeat-interval {heartbeat_ms} ms ({heartbeat_origin})"
+    )]
+    ElectionTimeoutTooShort {
+        /// The election timeout, ms.
+        election_ms: u64,
+        /// Where it came from.
+        election_origin: Origin,
+        /// The heartbeat interval, ms.
+        heartbeat_ms: u64,
+        /// Where it came from.
+        heartbeat_origin: Origin,
+    },
+    /// `--auto-compaction-mode` and `--auto-compaction-retention` do not go together.
+    #[error(
+        "invalid auto-compaction settings: --auto-compaction-mode {mode:?} ({mode_origin}), \
+         --auto-compaction-retention {retention:?} ({retention_origin}): {reason}"
+    )]
+    AutoCompaction {
+        /// The mode as given.
+        mode: String,
+        /// Where it came from.
+        mode_origin: Origin,
+        /// The retention as given.
+        retention: String,
+        /// Where it came from.
+        retention_origin: Origin,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `--listen-client-urls` was set but `--advertise-client-urls` was not (etcd refuses this
+    /// too): clients would be told to use the default `http://localhost:2379`.
+    #[error(
+        "--advertise-client-urls is required when --listen-client-urls is set (it is {listen:?}, {listen_origin}): \
+         give the URLs clients should use to reach this member"
+    )]
+    AdvertiseClientUrlsUnset {
+        /// `--listen-client-urls` as given.
+        listen: String,
+        /// Where it came from.
+        listen_origin: Origin,
+    },
+}
+
+/// The node's resolved, checked configuration. Build it with [`NodeConfig::resolve`].
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This member's name.
+    pub name: String,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// Where the client (etcd v3 gRPC) server listens.
+    pub listen_client_urls: Vec<Url>,
+    /// The client URLs this member reports to clients.
+    pub advertise_client_urls: Vec<Url>,
+    /// Where the peer (Raft) server listens.
+    pub listen_peer_urls: Vec<Url>,
+    /// This member's peer URLs as reported to the other members.
+    pub initial_advertise_peer_urls: Vec<Url>,
+    /// The bootstrap members: name and peer URLs, in flag order, one entry per name (the URLs of
+    /// a repeated name are merged into its first entry).
+    pub initial_cluster: Vec<(String, Vec<Url>)>,
+    /// Whether `--initial-cluster` was given (flag, environment or file) rather than defaulted.
+    pub initial_cluster_given: bool,
+    /// Bootstrap a new cluster or join an existing one.
+    pub initial_cluster_state: ClusterState,
+    /// The bootstrap token.
+    pub initial_cluster_token: String,
+    /// Leader heartbeat interval.
+    pub heartbeat_interval: Duration,
+    /// Election timeout (at least 5 heartbeats).
+    pub election_timeout: Duration,
+    /// Largest client request accepted, bytes.
+    pub max_request_bytes: usize,
+    /// Most operations in one transaction.
+    pub max_txn_ops: usize,
+    /// `periodic` or `revision`.
+    pub auto_compaction_mode: String,
+    /// As given; checked with [`AutoCompaction::parse`] (see [`NodeConfig::auto_compaction`]).
+    pub auto_compaction_retention: String,
+    /// Where `/metrics` is served; empty for nowhere.
+    pub listen_metrics_urls: Vec<Url>,
+    /// `trace`, `debug`, `info`, `warn` or `error` (lower case).
+    pub log_level: String,
+    /// Applied entries between two snapshots.
+    pub snapshot_count: u64,
+    /// Entries kept in the log after a snapshot, for slow followers.
+    pub snapshot_catchup_entries: u64,
+    /// Log engine segment size, bytes.
+    pub segment_bytes: u64,
+    /// zstd level of snapshots, 1..=22.
+    pub snapshot_zstd_level: i32,
+    /// How long a client request waits for a leader or for its commit.
+    pub request_timeout: Duration,
+    /// The config file that was loaded, if any.
+    pub config_file: Option<PathBuf>,
+    warnings: Vec<String>,
+}
+
+impl NodeConfig {
+    /// Layer the settings — command line (`args`) > `CONFLUX_*` environment (looked up through
+    /// `env`) > YAML config file (`--config-file` or `CONFLUX_CONFIG_FILE`) > defaults — then
+    /// check them, alone and against each other.
+    ///
+    /// The environment is passed in so tests need not touch the process's; the binary passes
+    /// `&|k| std::env::var(k).ok()`. An empty environment variable counts as unset, as does a
+    /// config-file key with an empty (null) value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use conflux::node::config::{NodeConfig, ServeArgs};
+    ///
+    /// let args = ServeArgs { name: Some("n1".into()), ..ServeArgs::default() };
+    /// let env = |var: &str| (var == "CONFLUX_HEARTBEAT_INTERVAL").then(|| "50".to_string());
+    /// let config = NodeConfig::resolve(args, &env).unwrap();
+    /// assert_eq!(config.data_dir, std::path::PathBuf::from("n1.conflux"));
+    /// assert_eq!(config.heartbeat_interval, std::time::Duration::from_millis(50));
+    /// ```
+    ///
+    /// # Errors
+    /// The first problem found, as a [`ConfigError`] naming the flag, the value and where it came
+    /// from.
+    pub fn resolve(args: ServeArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<NodeConfig, ConfigError> {
+        let mut warnings = Vec::new();
+        let config_file = match (&args.config_file, nonempty_env(env, "config-file")) {
+            (Some(path), _) => Some((path.clone(), Origin::CommandLine)),
+            (None, Some((value, var))) => Some((PathBuf::from(value), Origin::Env(var))),
+            (None, None) => None,
+        };
+        let file = match &config_file {
+            Some((path, origin)) => Some(ConfigFile::load(path, origin, &mut warnings)?),
+            None => None,
+        };
+        let layers = Layers { env, file };
+
+        let name = layers.setting("name", args.name.as_deref(), "default");
+        if name.value.is_empty() {
+            return Err(name.invalid("the member name must not be empty"));
+        }
+        if name.value.contains([',', '=']) {
+            return Err(name.invalid("a member name cannot contain ',' or '=' (they separate --initial-cluster entries)"));
+        }
+        let data_dir = match &args.data_dir {
+            Some(dir) => Setting {
+                flag: "data-dir",
+                value: dir.to_string_lossy().into_owned(),
+                origin: Origin::CommandLine,
+            },
+            None => layers.setting("data-dir", None, &format!("{}.conflux", name.value)),
+        };
+        if data_dir.value.is_empty() {
+            return Err(data_dir.invalid("the data directory must not be empty"));
+        }
+        let data_dir_path = args.data_dir.clone().unwrap_or_else(|| PathBuf::from(&data_dir.value));
+
+        let listen_client = layers.setting("listen-client-urls", args.listen_client_urls.as_deref(), DEFAULT_CLIENT_URL);
+        let listen_client_urls = parse_urls(&listen_client, UrlRole::Listen, true)?;
+        let advertise_client =
+            layers.setting("advertise-client-urls", args.advertise_client_urls.as_deref(), DEFAULT_CLIENT_URL);
+        let advertise_client_urls = parse_urls(&advertise_client, UrlRole::Advertise, true)?;
+        if listen_client.given() && !advertise_client.given() {
+            return Err(ConfigError::AdvertiseClientUrlsUnset {
+                listen: listen_client.value,
+                listen_origin: listen_client.origin,
+            });
+        }
+        let listen_peer = layers.setting("listen-peer-urls", args.listen_peer_urls.as_deref(), DEFAULT_PEER_URL);
+        let listen_peer_urls = parse_urls(&listen_peer, UrlRole::Listen, true)?;
+        let advertise_peer =
+            layers.setting("initial-advertise-peer-urls", args.initial_advertise_peer_urls.as_deref(), DEFAULT_PEER_URL);
+        let initial_advertise_peer_urls = parse_urls(&advertise_peer, UrlRole::Advertise, true)?;
+        let metrics = layers.setting("listen-metrics-urls", args.listen_metrics_urls.as_deref(), "");
+        let listen_metrics_urls = parse_urls(&metrics, UrlRole::Listen, false)?;
+
+        let default_cluster = format!(
+            "{}={}",
+            name.value,
+            initial_advertise_peer_urls.iter().map(url_text).collect::<Vec<_>>().join(&format!(",{}=", name.value))
+        );
+        let cluster = layers.setting("initial-cluster", args.initial_cluster.as_deref(), &default_cluster);
+        let initial_cluster = parse_initial_cluster(&cluster)?;
+        check_member_entry(&name, &cluster, &initial_cluster, &advertise_peer, &initial_advertise_peer_urls)?;
+
+        let state = layers.setting("initial-cluster-state", args.initial_cluster_state.as_deref(), "new");
+        let initial_cluster_state = match state.value.trim() {
+            "new" => ClusterState::New,
+            "existing" => ClusterState::Existing,
+            _ => return Err(state.invalid("expected new or existing")),
+        };
+        let token = layers.setting("initial-cluster-token", args.initial_cluster_token.as_deref(), "etcd-cluster");
+        if token.value.is_empty() {
+            return Err(token.invalid("the cluster token must not be empty"));
+        }
+
+        let heartbeat = layers.setting("heartbeat-interval", args.heartbeat_interval.as_deref(), "100");
+        let heartbeat_ms = positive(&heartbeat, "milliseconds")?;
+        let election = layers.setting("election-timeout", args.election_timeout.as_deref(), "1000");
+        let election_ms = positive(&election, "milliseconds")?;
+        if election_ms > MAX_ELECTION_MS {
+            return Err(election.invalid(format!("must be at most {MAX_ELECTION_MS} ms (etcd's limit)")));
+        }
+        if election_ms < 5 * heartbeat_ms {
+            return Err(ConfigError::ElectionTimeoutTooShort {
+                election_ms,
+                election_origin: election.origin,
+                heartbeat_ms,
+                heartbeat_origin: heartbeat.origin,
+            });
+        }
+
+        let request_bytes = layers.setting("max-request-bytes", args.max_request_bytes.as_deref(), "1572864");
+        let max_request_bytes = positive(&request_bytes, "bytes")?;
+        let txn_ops = layers.setting("max-txn-ops", args.max_txn_ops.as_deref(), "128");
+        let max_txn_ops = positive(&txn_ops, "operations")?;
+
+        let mode = layers.setting("auto-compaction-mode", args.auto_compaction_mode.as_deref(), "periodic");
+        let retention = layers.setting("auto-compaction-retention", args.auto_compaction_retention.as_deref(), "0");
+        let auto_compaction_mode = mode.value.trim().to_owned();
+        if let Err(reason) = AutoCompaction::parse(&auto_compaction_mode, &retention.value) {
+            return Err(ConfigError::AutoCompaction {
+                mode: mode.value,
+                mode_origin: mode.origin,
+                retention: retention.value,
+                retention_origin: retention.origin,
+                reason,
+            });
+        }
+        if !matches!(auto_compaction_mode.as_str(), "periodic" | "revision") {
+            // `parse` accepts any mode when the retention turns compaction off; we do not.
+            return Err(mode.invalid("expected periodic or revision"));
+        }
+
+        let level = layers.setting("log-level", args.log_level.as_deref(), "info");
+        let log_level = level.value.trim().to_ascii_lowercase();
+        if !matches!(log_level.as_str(), "trace" | "debug" | "info" | "warn" | "error") {
+            return Err(level.invalid("expected one of trace, debug, info, warn, error"));
+        }
+
+        let snap_count = layers.setting("snapshot-count", args.snapshot_count.as_deref(), "100000");
+        let snapshot_count = positive(&snap_count, "a number of entries")?;
+        let catchup = layers.setting("snapshot-catchup-entries", args.snapshot_catchup_entries.as_deref(), "5000");
+        let snapshot_catchup_entries = whole_number(&catchup, "a number of entries")?;
+
+        let segment = layers.setting("segment-bytes", args.segment_bytes.as_deref(), "67108864");
+        let segment_bytes = positive(&segment, "bytes")?;
+        if segment_bytes < MIN_SEGMENT_BYTES || !segment_bytes.is_multiple_of(8) {
+            return Err(segment.invalid(format!("must be a multiple of 8 and at least {MIN_SEGMENT_BYTES}")));
+        }
+        if segment_bytes > u64::from(u32::MAX) * 8 {
+            return Err(segment.invalid(format!("must be at most {}", u64::from(u32::MAX) * 8)));
+        }
+        if segment_bytes < max_request_bytes + SEGMENT_SLACK_BYTES {
+            return Err(segment.invalid(format!(
+                "must be at least --max-request-bytes ({max_request_bytes}, {}) + {SEGMENT_SLACK_BYTES}, \
+                 so that the largest request fits in one segment",
+                request_bytes.origin
+            )));
+        }
+        let zstd = layers.setting("snapshot-zstd-level", args.snapshot_zstd_level.as_deref(), "3");
+        let snapshot_zstd_level = match zstd.value.trim().parse::<i32>() {
+            Ok(level @ 1..=22) => level,
+            _ => return Err(zstd.invalid("expected a zstd level from 1 (fastest) to 22 (smallest)")),
+        };
+        let timeout = layers.setting("request-timeout", args.request_timeout.as_deref(), "5000");
+        let request_timeout_ms = positive(&timeout, "milliseconds")?;
+        if request_timeout_ms < election_ms {
+            warnings.push(format!(
+                "--request-timeout {request_timeout_ms} ms ({}) is shorter than --election-timeout {election_ms} ms \
+                 ({}): requests will fail while a leader is being elected",
+                timeout.origin, election.origin
+            ));
+        }
+
+        Ok(NodeConfig {
+            name: name.value,
+            data_dir: data_dir_path,
+            listen_client_urls,
+            advertise_client_urls,
+            listen_peer_urls,
+            initial_advertise_peer_urls,
+            initial_cluster,
+            initial_cluster_given: cluster.given(),
+            initial_cluster_state,
+            initial_cluster_token: token.value,
+            heartbeat_interval: Duration::from_millis(heartbeat_ms),
+            election_timeout: Duration::from_millis(election_ms),
+            max_request_bytes: to_usize(&request_bytes, max_request_bytes)?,
+            max_txn_ops: to_usize(&txn_ops, max_txn_ops)?,
+            auto_compaction_mode,
+            auto_compaction_retention: retention.value,
+            listen_metrics_urls,
+            log_level,
+            snapshot_count,
+            snapshot_catchup_entries,
+            segment_bytes,
+            snapshot_zstd_level,
+            request_timeout: Duration::from_millis(request_timeout_ms),
+            config_file: config_file.map(|(path, _)| path),
+            warnings,
+        })
+    }
+
+    /// Warnings collected while loading (etcd options in the config file that conflux ignores,
+    /// settings that work but look wrong), for the caller to log.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The auto-compaction policy, `None` when it is off (retention 0).
+    pub fn auto_compaction(&self) -> Option<AutoCompaction> {
+        // `resolve` already refused combinations `parse` rejects.
+        AutoCompaction::parse(&self.auto_compaction_mode, &self.auto_compaction_retention).ok().flatten()
+    }
+}
+
+const DEFAULT_CLIENT_URL: &str = "http://localhost:2379";
+const DEFAULT_PEER_URL: &str = "http://localhost:2380";
+
+/// `CONFLUX_` + the flag upper-cased, `-` → `_`.
+fn env_var(flag: &str) -> String {
+    format!("CONFLUX_{}", flag.to_ascii_uppercase().replace('-', "_"))
+}
+
+/// The flag's environment variable and its value, when set and not empty.
+fn nonempty_env(env: &dyn Fn(&str) -> Option<String>, flag: &str) -> Option<(String, String)> {
+    let var = env_var(flag);
+    env(&var).filter(|v| !v.is_empty()).map(|v| (v, var))
+}
+
+/// One setting's text and where it came from.
+struct Setting {
+    flag: &'static str,
+    value: String,
+    origin: Origin,
+}
+
+impl Setting {
+    fn invalid(&self, reason: impl Into<String>) -> ConfigError {
+        ConfigError::InvalidValue {
+            flag: self.flag,
+            value: self.value.clone(),
+            origin: self.origin.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Set by a flag, the environment or the file rather than defaulted.
+    fn given(&self) -> bool {
+        self.origin != Origin::Default
+    }
+}
+
+/// The layers below the command line.
+struct Layers<'a> {
+    env: &'a dyn Fn(&str) -> Option<String>,
+    file: Option<ConfigFile>,
+}
+
+impl Layers<'_> {
+    /// The flag's value from the highest layer that sets it, else `default`.
+    fn setting(&self, flag: &'static str, arg: Option<&str>, default: &str) -> Setting {
+        if let Some(value) = arg {
+            return Setting { flag, value: value.to_owned(), origin: Origin::CommandLine };
+        }
+        if let Some((value, var)) = nonempty_env(self.env, flag) {
+            return Setting { flag, value, origin: Origin::Env(var) };
+        }
+        if let Some(file) = &self.file
+            && let Some(value) = file.values.get(flag)
+        {
+            let origin = Origin::File { path: file.path.clone(), key: flag.to_owned() };
+            return Setting { flag, value: value.clone(), origin };
+        }
+        Setting { flag, value: default.to_owned(), origin: Origin::Default }
+    }
+}
+
+/// The config file's known keys, as text.
+struct ConfigFile {
+    path: PathBuf,
+    values: HashMap<&'static str, String>,
+}
+
+impl ConfigFile {
+    fn load(path: &std::path::Path, origin: &Origin, warnings: &mut Vec<String>) -> Result<ConfigFile, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::ReadConfigFile {
+            path: path.to_owned(),
+            origin: origin.clone(),
+            error,
+        })?;
+        let parse_error = |reason: String| ConfigError::ParseConfigFile { path: path.to_owned(), reason };
+        let doc: serde_norway::Value = serde_norway::from_str(&text).map_err(|e| {
+            let mut reason = e.to_string();
+            if let Some(at) = e.location()
+                && !reason.contains("line")
+            {
+                reason.push_str(&format!(" at line {} column {}", at.line(), at.column()));
+            }
+            parse_error(reason)
+        })?;
+        let mapping = match doc {
+            serde_norway::Value::Mapping(m) => m,
+            // An empty file (or one of only comments) sets nothing.
+            serde_norway::Value::Null => serde_norway::Mapping::new(),
+            other => {
+                return Err(parse_error(format!(
+                    "expected a mapping of flag names to values (like `name: n1`), found {}",
+                    render(&other)
+                )));
+            }
+        };
+        let mut values = HashMap::new();
+        for (key, value) in mapping {
+            let serde_norway::Value::String(key) = key else {
+                warnings.push(format!("config file {}: key {} is not a flag name; ignored", path.display(), render(&key)));
+                continue;
+            };
+            let Some(&flag) = FLAGS.iter().find(|f| **f == key) else {
+                warnings.push(unknown_key_warning(path, &key));
+                continue;
+            };
+            let list = LIST_FLAGS.contains(&flag);
+            let text = match &value {
+                serde_norway::Value::Null => continue,
+                serde_norway::Value::Sequence(items) if list => {
+                    let mut parts = Vec::with_capacity(items.len());
+                    for item in items {
+                        match scalar_text(item) {
+                            Some(text) => parts.push(text),
+                            None => return Err(wrong_type(path, &key, &value, list)),
+                        }
+                    }
+                    parts.join(",")
+                }
+                other => scalar_text(other).ok_or_else(|| wrong_type(path, &key, &value, list))?,
+            };
+            if text.is_empty() {
+                continue;
+            }
+            values.insert(flag, text);
+        }
+        Ok(ConfigFile { path: path.to_owned(), values })
+    }
+}
+
+fn unknown_key_warning(path: &std::path::Path, key: &str) -> String {
+    let path = path.display();
+    if key == "config-file" {
+        return format!("config file {path}: key config-file is ignored (a config file cannot name another)");
+    }
+    if ETCD_ONLY_KEYS.contains(&key) || key.starts_with("experimental-") || key.starts_with("unsafe-") {
+        return format!("config file {path}: etcd option {key} is not supported by conflux; ignored");
+    }
+    let spelled = key.to_ascii_lowercase().replace('_', "-");
+    match FLAGS.iter().find(|f| **f == spelled) {
+        Some(flag) => format!("config file {path}: unknown key {key} ignored; did you mean {flag}?"),
+        None => format!("config file {path}: unknown key {key} ignored"),
+    }
+}
+
+fn wrong_type(path: &std::path::Path, key: &str, value: &serde_norway::Value, list: bool) -> ConfigError {
+    ConfigError::ConfigFileValue {
+        path: path.to_owned(),
+        key: key.to_owned(),
+        value: render(value),
+        expected: if list {
+            "a comma-separated string or a list of strings"
+        } else {
+            "a string, a number or a boolean"
+        },
+    }
+}
+
+/// A YAML scalar as the text a flag would hold.
+fn scalar_text(value: &serde_norway::Value) -> Option<String> {
+    match value {
+        serde_norway::Value::String(s) => Some(s.clone()),
+        serde_norway::Value::Number(n) => Some(n.to_string()),
+        serde_norway::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// A YAML value on one line, for messages.
+fn render(value: &serde_norway::Value) -> String {
+    match value {
+        serde_norway::Value::Null => "null".to_owned(),
+        serde_norway::Value::String(s) => format!("{s:?}"),
+        serde_norway::Value::Bool(_) | serde_norway::Value::Number(_) => scalar_text(value).unwrap_or_default(),
+        serde_norway::Value::Sequence(items) => {
+            format!("[{}]", items.iter().map(render).collect::<Vec<_>>().join(", "))
+        }
+        serde_norway::Value::Mapping(m) => {
+            let pairs: Vec<String> = m.iter().map(|(k, v)| format!("{}: {}", render(k), render(v))).collect();
+            format!("{{{}}}", pairs.join(", "))
+        }
+        serde_norway::Value::Tagged(t) => format!("{} {}", t.tag, render(&t.value)),
+    }
+}
+
+fn whole_number(s: &Setting, what: &str) -> Result<u64, ConfigError> {
+    s.value.trim().parse::<u64>().map_err(|_| s.invalid(format!("expected {what} as a whole number")))
+}
+
+fn positive(s: &Setting, what: &str) -> Result<u64, ConfigError> {
+    match whole_number(s, what)? {
+        0 => Err(s.invalid("must be greater than zero")),
+        n => Ok(n),
+    }
+}
+
+fn to_usize(s: &Setting, n: u64) -> Result<usize, ConfigError> {
+    usize::try_from(n).map_err(|_| s.invalid("too large for this platform"))
+}
+
+/// What a URL is for: a listen URL is bound here, an advertised one is dialled by others.
+#[derive(Clone, Copy)]
+enum UrlRole {
+    Listen,
+    Advertise,
+}
+
+/// A comma-separated URL list. `required`: an empty list is refused.
+fn parse_urls(s: &Setting, role: UrlRole, required: bool) -> Result<Vec<Url>, ConfigError> {
+    if s.value.trim().is_empty() {
+        return if required { Err(s.invalid("at least one URL is required")) } else { Ok(Vec::new()) };
+    }
+    s.value.split(',').map(|raw| check_url(raw.trim(), role).map_err(|reason| s.invalid(reason))).collect()
+}
+
+/// One `http://host:port` URL, or why not.
+fn check_url(raw: &str, role: UrlRole) -> Result<Url, String> {
+    if raw.is_empty() {
+        return Err("empty URL in the list (a stray comma?)".to_owned());
+    }
+    let url = Url::parse(raw).map_err(|e| format!("{raw:?} is not a URL ({e}); expected http://host:port"))?;
+    match url.scheme() {
+        "http" => {}
+        "https" => return Err(format!("{raw} uses https, but TLS is not supported yet; use http://")),
+        other => return Err(format!("{raw} has scheme {other}; expected http://host:port")),
+    }
+    let Some(host) = url.host() else {
+        return Err(format!("{raw} has no host; expected http://host:port"));
+    };
+    // `Url` hides a port equal to the scheme's default, so ask the text whether one was written.
+    if url.port().is_none() && !has_explicit_port(raw) {
+        return Err(format!("{raw} has no port; expected http://host:port"));
+    }
+    if !url.username().is_empty()
+        || url.password().is_some()
+        || url.path() != "/"
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        return Err(format!("{raw} must be only http://host:port (no path, query or user)"));
+    }
+    match (role, host) {
+        (UrlRole::Listen, Host::Domain(d)) if d != "localhost" => Err(format!(
+            "{raw}: a listen URL's host must be an IP address or localhost (use 0.0.0.0 to listen on every interface)"
+        )),
+        (UrlRole::Advertise, Host::Ipv4(ip)) if ip.is_unspecified() => {
+            Err(format!("{raw}: {ip} cannot be advertised; give an address other machines can reach"))
+        }
+        (UrlRole::Advertise, Host::Ipv6(ip)) if ip.is_unspecified() => {
+            Err(format!("{raw}: {ip} cannot be advertised; give an address other machines can reach"))
+        }
+        _ => Ok(url),
+    }
+}
+
+/// Whether `http://host:port...` text writes a port after the host.
+fn has_explicit_port(raw: &str) -> bool {
+    let rest = raw.split_once("://").map_or(raw, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, host_port)| host_port);
+    let port = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').and_then(|(_, after)| after.strip_prefix(':')),
+        None => host_port.split_once(':').map(|(_, port)| port),
+    };
+    port.is_some_and(|p| !p.is_empty())
+}
+
+/// `name=url,name=url,...`; a repeated name adds URLs to its first entry.
+fn parse_initial_cluster(s: &Setting) -> Result<Vec<(String, Vec<Url>)>, ConfigError> {
+    if s.value.trim().is_empty() {
+        return Err(s.invalid("at least one name=http://host:port entry is required"));
+    }
+    let mut members: Vec<(String, Vec<Url>)> = Vec::new();
+    for entry in s.value.split(',').map(str::trim) {
+        let malformed = |why: &str| s.invalid(format!("entry {entry:?} {why}; expected name=http://host:port"));
+        let Some((name, raw)) = entry.split_once('=') else {
+            return Err(malformed("has no '='"));
+        };
+        let (name, raw) = (name.trim(), raw.trim());
+        if name.is_empty() {
+            return Err(malformed("has no member name"));
+        }
+        if raw.is_empty() {
+            return Err(malformed("has no URL"));
+        }
+        let url = check_url(raw, UrlRole::Advertise)
+            .map_err(|reason| s.invalid(format!("entry {entry:?} of member {name}: {reason}")))?;
+        if let Some((other, _)) = members.iter().find(|(n, urls)| n != name && urls.contains(&url)) {
+            return Err(s.invalid(format!("peer URL {raw} is given to both {other} and {name}")));
+        }
+        match members.iter_mut().find(|(n, _)| n == name) {
+            Some((_, urls)) => {
+                if !urls.contains(&url) {
+                    urls.push(url);
+                }
+            }
+            None => members.push((name.to_owned(), vec![url])),
+        }
+    }
+    Ok(members)
+}
+
+/// This member must have an entry, and it must list exactly its advertised peer URLs.
+fn check_member_entry(
+    name: &Setting,
+    cluster: &Setting,
+    members: &[(String, Vec<Url>)],
+    advertise: &Setting,
+    advertise_urls: &[Url],
+) -> Result<(), ConfigError> {
+    let Some((_, urls)) = members.iter().find(|(n, _)| *n == name.value) else {
+        return Err(ConfigError::MemberNotInCluster {
+            name: name.value.clone(),
+            name_origin: name.origin.clone(),
+            initial_cluster: cluster.value.clone(),
+            cluster_origin: cluster.origin.clone(),
+        });
+    };
+    fn sorted(urls: &[Url]) -> Vec<&str> {
+        let mut texts: Vec<&str> = urls.iter().map(url_text).collect();
+        texts.sort_unstable();
+        texts.dedup();
+        texts
+    }
+    if sorted(urls) != sorted(advertise_urls) {
+        let list = |urls: &[Url]| urls.iter().map(url_text).collect::<Vec<_>>().join(",");
+        return Err(ConfigError::AdvertiseMismatch {
+            name: name.value.clone(),
+            cluster_urls: list(urls),
+            cluster_origin: cluster.origin.clone(),
+            advertise_urls: list(advertise_urls),
+            advertise_origin: advertise.origin.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// A URL without the `/` path `Url` adds (`http://host:port`).
+fn url_text(url: &Url) -> &str {
+    url.as_str().strip_suffix('/').unwrap_or(url.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn args(flags: &[&str]) -> ServeArgs {
+        Cli::try_parse_from(std::iter::once("conflux").chain(flags.iter().copied())).unwrap().serve
+    }
+
+    fn resolve(flags: &[&str], env: &[(&str, &str)]) -> Result<NodeConfig, ConfigError> {
+        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        NodeConfig::resolve(args(flags), &|k| env.get(k).cloned())
+    }
+
+    fn ok(flags: &[&str], env: &[(&str, &str)]) -> NodeConfig {
+        resolve(flags, env).unwrap_or_else(|e| panic!("{flags:?} {env:?}: {e}"))
+    }
+
+    fn err(flags: &[&str], env: &[(&str, &str)]) -> String {
+        match resolve(flags, env) {
+            Ok(c) => panic!("{flags:?} {env:?} was accepted: {c:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn yaml(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    fn path(f: &tempfile::NamedTempFile) -> &str {
+        f.path().to_str().unwrap()
+    }
+
+    fn urls(list: &[&str]) -> Vec<Url> {
+        list.iter().map(|u| Url::parse(u).unwrap()).collect()
+    }
+
+    fn assert_contains(message: &str, parts: &[&str]) {
+        for part in parts {
+            assert!(message.contains(part), "{message:?} lacks {part:?}");
+        }
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn no_flags_give_the_etcd_default_single_member() {
+        let c = NodeConfig::resolve(ServeArgs::default(), &|_| None).unwrap();
+        assert_eq!(c.name, "default");
+        assert_eq!(c.data_dir, PathBuf::from("default.conflux"));
+        assert_eq!(c.listen_client_urls, urls(&["http://localhost:2379"]));
+        assert_eq!(c.advertise_client_urls, urls(&["http://localhost:2379"]));
+        assert_eq!(c.listen_peer_urls, urls(&["http://localhost:2380"]));
+        assert_eq!(c.initial_advertise_peer_urls, urls(&["http://localhost:2380"]));
+        assert_eq!(c.initial_cluster, vec![("default".to_string(), urls(&["http://localhost:2380"]))]);
+        assert!(!c.initial_cluster_given);
+        assert_eq!(c.initial_cluster_state, ClusterState::New);
+        assert_eq!(c.initial_cluster_token, "etcd-cluster");
+        assert_eq!(c.heartbeat_interval, Duration::from_millis(100));
+        assert_eq!(c.election_timeout, Duration::from_millis(1000));
+        assert_eq!(c.max_request_bytes, 1_572_864);
+        assert_eq!(c.max_txn_ops, 128);
+        assert_eq!(c.max_txn_ops, crate::mvcc::DEFAULT_MAX_TXN_OPS);
+        assert_eq!(c.auto_compaction_mode, "periodic");
+        assert_eq!(c.auto_compaction_retention, "0");
+        assert_eq!(c.auto_compaction(), None);
+        assert!(c.listen_metrics_urls.is_empty());
+        assert_eq!(c.log_level, "info");
+        assert_eq!(c.snapshot_count, 100_000);
+        assert_eq!(c.snapshot_catchup_entries, 5000);
+        assert_eq!(c.segment_bytes, 64 << 20);
+        assert_eq!(c.segment_bytes, conflux_engine::Config::default().segment_bytes);
+        assert_eq!(c.snapshot_zstd_level, 3);
+        assert_eq!(c.request_timeout, Duration::from_millis(5000));
+        assert_eq!(c.config_file, None);
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+    }
+
+    #[test]
+    fn name_drives_the_default_data_dir_and_cluster() {
+        let c = ok(&["--name", "n1", "--initial-advertise-peer-urls", "http://10.0.0.1:2380,http://10.0.0.2:2380"], &[]);
+        assert_eq!(c.data_dir, PathBuf::from("n1.conflux"));
+        assert_eq!(c.initial_cluster, vec![("n1".to_string(), urls(&["http://10.0.0.1:2380", "http://10.0.0.2:2380"]))]);
+        assert!(!c.initial_cluster_given);
+    }
+
+    #[test]
+    fn every_flag_is_parsed() {
+        let c = ok(
+            &[
+                "--name=n2",
+                "--data-dir=/var/lib/conflux",
+                "--listen-client-urls=http://0.0.0.0:12379,http://127.0.0.1:22379",
+                "--advertise-client-urls=http://node2:12379",
+                "--listen-peer-urls=http://[::]:12380",
+                "--initial-advertise-peer-urls=http://node2:12380",
+                "--initial-cluster=n1=http://node1:12380,n2=http://node2:12380,n3=http://node3:12380",
+                "--initial-cluster-state=existing",
+                "--initial-cluster-token=tok",
+                "--heartbeat-interval=50",
+                "--election-timeout=500",
+                "--max-request-bytes=1000",
+                "--max-txn-ops=64",
+                "--auto-compaction-mode=revision",
+                "--auto-compaction-retention=1000",
+                "--listen-metrics-urls=http://127.0.0.1:9090",
+                "--log-level=DEBUG",
+                "--snapshot-count=10",
+                "--snapshot-catchup-entries=0",
+                "--segment-bytes=1048576",
+                "--snapshot-zstd-level=19",
+                "--request-timeout=2000",
+            ],
+            &[],
+        );
+        assert_eq!(c.name, "n2");
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/conflux"));
+        assert_eq!(c.listen_client_urls, urls(&["http://0.0.0.0:12379", "http://127.0.0.1:22379"]));
+        assert_eq!(c.advertise_client_urls, urls(&["http://node2:12379"]));
+        assert_eq!(c.listen_peer_urls, urls(&["http://[::]:12380"]));
+        assert_eq!(c.initial_advertise_peer_urls, urls(&["http://node2:12380"]));
+        let names: Vec<&str> = c.initial_cluster.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["n1", "n2", "n3"]);
+        assert!(c.initial_cluster_given);
+        assert_eq!(c.initial_cluster_state, ClusterState::Existing);
+        assert_eq!(c.initial_cluster_token, "tok");
+        assert_eq!(c.heartbeat_interval, Duration::from_millis(50));
+        assert_eq!(c.election_timeout, Duration::from_millis(500));
+        assert_eq!(c.max_request_bytes, 1000);
+        assert_eq!(c.max_txn_ops, 64);
+        assert_eq!(c.auto_compaction(), Some(AutoCompaction::Revision(1000)));
+        assert_eq!(c.listen_metrics_urls, urls(&["http://127.0.0.1:9090"]));
+        assert_eq!(c.log_level, "debug");
+        assert_eq!(c.snapshot_count, 10);
+        assert_eq!(c.snapshot_catchup_entries, 0);
+        assert_eq!(c.segment_bytes, 1 << 20);
+        assert_eq!(c.snapshot_zstd_level, 19);
+        assert_eq!(c.request_timeout, Duration::from_millis(2000));
+    }
+
+    #[test]
+    fn repeated_cluster_names_merge_their_urls_in_flag_order() {
+        let c = ok(
+            &[
+                "--name=b",
+                "--initial-advertise-peer-urls=http://10.0.0.3:2380,http://10.0.0.2:2380",
+                "--initial-cluster=b=http://10.0.0.2:2380, a=http://10.0.0.1:2380 ,b=http://10.0.0.3:2380",
+            ],
+            &[],
+        );
+        assert_eq!(
+            c.initial_cluster,
+            vec![
+                ("b".to_string(), urls(&["http://10.0.0.2:2380", "http://10.0.0.3:2380"])),
+                ("a".to_string(), urls(&["http://10.0.0.1:2380"])),
+            ]
+        );
+    }
+
+    #[test]
+    fn explicit_port_80_is_a_port() {
+        let c = ok(&["--listen-metrics-urls=http://127.0.0.1:80"], &[]);
+        assert_eq!(c.listen_metrics_urls[0].port_or_known_default(), Some(80));
+        assert_contains(&err(&["--listen-metrics-urls=http://127.0.0.1"], &[]), &["has no port"]);
+        assert!(has_explicit_port("http://[::1]:80/"));
+        assert!(!has_explicit_port("http://[::1]/"));
+        assert!(!has_explicit_port("http://host:/"));
+    }
+
+    #[test]
+    fn flag_beats_env_beats_file_beats_default() {
+        let file = yaml("heartbeat-interval: 30\nname: from-file\nlisten-peer-urls: http://127.0.0.3:2380\n");
+        let file_env = ("CONFLUX_CONFIG_FILE", path(&file));
+        let env = [
+            file_env,
+            ("CONFLUX_HEARTBEAT_INTERVAL", "20"),
+            ("CONFLUX_LISTEN_PEER_URLS", "http://127.0.0.2:2380"),
+        ];
+        let flags = ["--heartbeat-interval", "10", "--listen-peer-urls", "http://127.0.0.1:2380"];
+
+        let c = ok(&flags, &env);
+        assert_eq!(c.heartbeat_interval, Duration::from_millis(10));
+        assert_eq!(c.listen_peer_urls, urls(&["http://127.0.0.1:2380"]));
+        assert_eq!(c.name, "from-file");
+        assert_eq!(c.data_dir, PathBuf::from("from-file.conflux"));
+        assert_eq!(c.config_file.as_deref(), Some(file.path()));
+
+        let c = ok(&[], &env);
+        assert_eq!(c.heartbeat_interval, Duration::from_millis(20));
+        assert_eq!(c.listen_peer_urls, urls(&["http://127.0.0.2:2380"]));
+
+        let c = ok(&[], &[file_env]);
+        assert_eq!(c.heartbeat_interval, Duration::from_millis(30));
+        assert_eq!(c.listen_peer_urls, urls(&["http://127.0.0.3:2380"]));
+
+        let c = ok(&[], &[]);
+        assert_eq!(c.heartbeat_interval, Duration::from_millis(100));
+        assert_eq!(c.name, "default");
+    }
+
+    #[test]
+    fn empty_env_vars_count_as_unset() {
+        let c = ok(&[], &[("CONFLUX_NAME", ""), ("CONFLUX_CONFIG_FILE", "")]);
+        assert_eq!(c.name, "default");
+        assert_eq!(c.config_file, None);
+    }
+
+    #[test]
+    fn config_file_flag_beats_its_env_var() {
+        let flag_file = yaml("name: a\n");
+        let env_file = yaml("name: b\n");
+        let c = ok(&["--config-file", path(&flag_file)], &[("CONFLUX_CONFIG_FILE", path(&env_file))]);
+        assert_eq!(c.name, "a");
+    }
+
+    #[test]
+    fn config_file_sets_every_key() {
+        let file = yaml(
+            "name: n1\n\
+             data-dir: /data/n1\n\
+             listen-client-urls: http://0.0.0.0:2379\n\
+             advertise-client-urls: [http://n1:2379, http://10.0.0.1:2379]\n\
+             listen-peer-urls: 'http://0.0.0.0:2380'\n\
+             initial-advertise-peer-urls: http://n1:2380\n\
+             initial-cluster: n1=http://n1:2380,n2=http://n2:2380\n\
+             initial-cluster-state: existing\n\
+             initial-cluster-token: t\n\
+             heartbeat-interval: 200\n\
+             election-timeout: \"2000\"\n\
+             max-request-bytes: 2097152\n\
+             max-txn-ops: 256\n\
+             auto-compaction-mode: periodic\n\
+             auto-compaction-retention: 1h30m\n\
+             listen-metrics-urls: http://127.0.0.1:2381\n\
+             log-level: warn\n\
+             snapshot-count: 50000\n\
+             snapshot-catchup-entries: 100\n\
+             segment-bytes: 8388608\n\
+             snapshot-zstd-level: 5\n\
+             request-timeout: 3000\n",
+        );
+        let c = ok(&["--config-file", path(&file)], &[]);
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+        assert_eq!(c.name, "n1");
+        assert_eq!(c.data_dir, PathBuf::from("/data/n1"));
+        assert_eq!(c.advertise_client_urls, urls(&["http://n1:2379", "http://10.0.0.1:2379"]));
+        assert_eq!(c.listen_peer_urls, urls(&["http://0.0.0.0:2380"]));
+        assert_eq!(c.initial_cluster.len(), 2);
+        assert!(c.initial_cluster_given);
+        assert_eq!(c.initial_cluster_state, ClusterState::Existing);
+        assert_eq!(c.initial_cluster_token, "t");
+        assert_eq!(c.heartbeat_interval, Duration::from_millis(200));
+        assert_eq!(c.election_timeout, Duration::from_millis(2000));
+        assert_eq!(c.max_request_bytes, 2 << 20);
+        assert_eq!(c.max_txn_ops, 256);
+        assert_eq!(c.auto_compaction(), Some(AutoCompaction::Periodic(Duration::from_secs(5400))));
+        assert_eq!(c.listen_metrics_urls, urls(&["http://127.0.0.1:2381"]));
+        assert_eq!(c.log_level, "warn");
+        assert_eq!(c.snapshot_count, 50_000);
+        assert_eq!(c.snapshot_catchup_entries, 100);
+        assert_eq!(c.segment_bytes, 8 << 20);
+        assert_eq!(c.snapshot_zstd_level, 5);
+        assert_eq!(c.request_timeout, Duration::from_millis(3000));
+    }
+
+    #[test]
+    fn etcd_config_file_loads_with_warnings_for_what_conflux_lacks() {
+        // Shaped like etcd's etcd.conf.yml.sample.
+        let file = yaml(
+            "# This is the configuration file for the etcd server.\n\
+             name: 'infra1'\n\
+             data-dir:\n\
+             wal-dir:\n\
+             snapshot-count: 10000\n\
+             heartbeat-interval: 100\n\
+             election-timeout: 1000\n\
+             quota-backend-bytes: 0\n\
+             listen-peer-urls: http://localhost:2380\n\
+             listen-client-urls: http://localhost:2379\n\
+             max-snapshots: 5\n\
+             cors:\n\
+             initial-advertise-peer-urls: http://localhost:2380\n\
+             advertise-client-urls: http://localhost:2379\n\
+             initial-cluster:\n\
+             initial-cluster-token: 'etcd-cluster'\n\
+             initial-cluster-state: 'new'\n\
+             strict-reconfig-check: false\n\
+             enable-v2: true\n\
+             enable-pprof: true\n\
+             proxy: 'off'\n\
+             client-transport-security:\n  cert-file:\n  key-file:\n  client-cert-auth: false\n  auto-tls: false\n\
+             peer-transport-security:\n  cert-file:\n  auto-tls: false\n\
+             log-level: debug\n\
+             logger: zap\n\
+             log-outputs: [stderr]\n\
+             force-new-cluster: false\n\
+             experimental-initial-corrupt-check: true\n\
+             auto-compaction-mode: periodic\n\
+             auto-compaction-retention: \"1\"\n\
+             heartbeat_interval: 100\n\
+             frobnicate: 1\n",
+        );
+        let c = ok(&["--config-file", path(&file)], &[]);
+        assert_eq!(c.name, "infra1");
+        assert_eq!(c.data_dir, PathBuf::from("infra1.conflux"), "a null data-dir leaves the default");
+        assert_eq!(c.initial_cluster, vec![("infra1".to_string(), urls(&["http://localhost:2380"]))]);
+        assert!(!c.initial_cluster_given, "a null initial-cluster is not given");
+        assert_eq!(c.snapshot_count, 10_000);
+        assert_eq!(c.log_level, "debug");
+        assert_eq!(c.auto_compaction(), Some(AutoCompaction::Periodic(Duration::from_secs(3600))));
+        let warnings = c.warnings().join("\n");
+        for key in [
+            "wal-dir",
+            "quota-backend-bytes",
+            "max-snapshots",
+            "cors",
+            "enable-v2",
+            "client-transport-security",
+            "peer-transport-security",
+            "logger",
+            "log-outputs",
+            "experimental-initial-corrupt-check",
+        ] {
+            assert_contains(&warnings, &[&format!("etcd option {key} is not supported by conflux; ignored")]);
+        }
+        assert_contains(&warnings, &["unknown key heartbeat_interval ignored; did you mean heartbeat-interval?"]);
+        assert_contains(&warnings, &["unknown key frobnicate ignored", path(&file)]);
+        assert_eq!(c.warnings().len(), 17, "{warnings}");
+    }
+
+    #[test]
+    fn empty_config_file_sets_nothing() {
+        let file = yaml("# nothing yet\n");
+        let c = ok(&["--config-file", path(&file)], &[]);
+        assert_eq!(c.name, "default");
+    }
+
+    #[test]
+    fn env_var_names_follow_the_flags() {
+        assert_eq!(env_var("initial-cluster"), "CONFLUX_INITIAL_CLUSTER");
+        assert_eq!(env_var("config-file"), "CONFLUX_CONFIG_FILE");
+        let c = ok(
+            &[],
+            &[
+                ("CONFLUX_NAME", "e1"),
+                ("CONFLUX_INITIAL_ADVERTISE_PEER_URLS", "http://e1:2380"),
+                ("CONFLUX_INITIAL_CLUSTER", "e1=http://e1:2380,e2=http://e2:2380"),
+                ("CONFLUX_SNAPSHOT_ZSTD_LEVEL", "7"),
+            ],
+        );
+        assert_eq!(c.name, "e1");
+        assert!(c.initial_cluster_given);
+        assert_eq!(c.snapshot_zstd_level, 7);
+    }
+
+    #[test]
+    fn a_bad_value_names_flag_value_and_origin() {
+        assert_eq!(
+            err(&[], &[("CONFLUX_HEARTBEAT_INTERVAL", "abc")]),
+            "invalid value \"abc\" for --heartbeat-interval (from CONFLUX_HEARTBEAT_INTERVAL): \
+             expected milliseconds as a whole number"
+        );
+        assert_eq!(
+            err(&["--max-txn-ops", "-1"], &[]),
+            "invalid value \"-1\" for --max-txn-ops (from the command line): expected operations as a whole number"
+        );
+        let file = yaml("election-timeout: 1.5\n");
+        assert_eq!(
+            err(&["--config-file", path(&file)], &[]),
+            format!(
+                "invalid value \"1.5\" for --election-timeout (from key election-timeout of config file {}): \
+                 expected milliseconds as a whole number",
+                path(&file)
+            )
+        );
+    }
+
+    #[test]
+    fn urls_must_be_http_with_host_and_port() {
+        let e = err(&["--listen-client-urls", "https://127.0.0.1:2379", "--advertise-client-urls", "http://a:2379"], &[]);
+        assert_contains(&e, &["--listen-client-urls", "https://127.0.0.1:2379", "TLS is not supported yet"]);
+        let e = err(&[], &[("CONFLUX_LISTEN_PEER_URLS", "unix://x:1")]);
+        assert_contains(&e, &["--listen-peer-urls", "from CONFLUX_LISTEN_PEER_URLS", "scheme unix", "http://host:port"]);
+        assert_contains(&err(&["--listen-peer-urls", "http://127.0.0.1"], &[]), &["has no port"]);
+        assert_contains(&err(&["--listen-peer-urls", "localhost:2380"], &[]), &["scheme localhost"]);
+        assert_contains(&err(&["--listen-peer-urls", "not a url"], &[]), &["\"not a url\" is not a URL"]);
+        assert_contains(&err(&["--listen-peer-urls", "http://127.0.0.1:2380/raft"], &[]), &["no path"]);
+        assert_contains(&err(&["--listen-peer-urls", "http://127.0.0.1:2380,"], &[]), &["empty URL"]);
+        assert_contains(&err(&["--listen-peer-urls", ""], &[]), &["at least one URL is required"]);
+        let e = err(&["--listen-peer-urls", "http://example.com:2380"], &[]);
+        assert_contains(&e, &["must be an IP address or localhost"]);
+        let e = err(&["--initial-advertise-peer-urls", "http://0.0.0.0:2380"], &[]);
+        assert_contains(&e, &["--initial-advertise-peer-urls", "0.0.0.0 cannot be advertised"]);
+        let e = err(&["--listen-client-urls=http://[::]:2379", "--advertise-client-urls=http://[::]:2379"], &[]);
+        assert_contains(&e, &["--advertise-client-urls", ":: cannot be advertised"]);
+    }
+
+    #[test]
+    fn listen_client_urls_need_advertise_client_urls() {
+        let e = err(&["--listen-client-urls", "http://0.0.0.0:2379"], &[]);
+        assert_contains(&e, &["--advertise-client-urls is required", "http://0.0.0.0:2379", "from the command line"]);
+        ok(&["--listen-client-urls", "http://0.0.0.0:2379"], &[("CONFLUX_ADVERTISE_CLIENT_URLS", "http://n:2379")]);
+    }
+
+    #[test]
+    fn malformed_initial_cluster_entries() {
+        let e = err(&["--initial-cluster", "default"], &[]);
+        assert_contains(&e, &["--initial-cluster", "entry \"default\" has no '='", "name=http://host:port"]);
+        let e = err(&["--initial-cluster", "=http://localhost:2380"], &[]);
+        assert_contains(&e, &["has no member name"]);
+        let e = err(&["--initial-cluster", "default="], &[]);
+        assert_contains(&e, &["has no URL"]);
+        let e = err(&["--initial-cluster", "default=http://localhost:2380,,"], &[]);
+        assert_contains(&e, &["entry \"\" has no '='"]);
+        let e = err(&["--initial-cluster", "default=https://localhost:2380"], &[]);
+        assert_contains(&e, &["member default", "TLS is not supported yet"]);
+        let e = err(&["--initial-cluster", "default=http://localhost:2380,other=http://localhost:2380"], &[]);
+        assert_contains(&e, &["peer URL http://localhost:2380 is given to both default and other"]);
+        assert_contains(&err(&["--initial-cluster", ""], &[]), &["at least one name=http://host:port entry"]);
+    }
+
+    #[test]
+    fn name_must_have_an_initial_cluster_entry() {
+        let file = yaml("initial-cluster: a=http://a:2380,b=http://b:2380\n");
+        let e = err(&["--name", "c", "--config-file", path(&file)], &[]);
+        assert_contains(
+            &e,
+            &[
+                "member c (from the command line) has no entry in --initial-cluster",
+                "a=http://a:2380,b=http://b:2380",
+                &format!("from key initial-cluster of config file {}", path(&file)),
+            ],
+        );
+    }
+
+    #[test]
+    fn member_entry_must_match_advertised_peer_urls() {
+        let e = err(
+            &[],
+            &[
+                ("CONFLUX_NAME", "a"),
+                ("CONFLUX_INITIAL_CLUSTER", "a=http://a:2380,b=http://b:2380"),
+                ("CONFLUX_INITIAL_ADVERTISE_PEER_URLS", "http://10.0.0.1:2380"),
+            ],
+        );
+        assert_contains(
+            &e,
+            &[
+                "--initial-cluster (from CONFLUX_INITIAL_CLUSTER) gives member a the peer URLs http://a:2380",
+                "--initial-advertise-peer-urls (from CONFLUX_INITIAL_ADVERTISE_PEER_URLS) is http://10.0.0.1:2380",
+            ],
+        );
+        // The default advertise URL is checked too.
+        let e = err(&["--initial-cluster", "default=http://a:2380"], &[]);
+        assert_contains(&e, &["(the default) is http://localhost:2380"]);
+        // The same URLs in another order, written differently, match.
+        ok(
+            &[
+                "--initial-advertise-peer-urls=http://B:2380,http://a:2380/",
+                "--initial-cluster=default=http://b:2380,default=http://a:2380",
+            ],
+            &[],
+        );
+    }
+
+    #[test]
+    fn election_timeout_rules() {
+        let e = err(&["--heartbeat-interval", "300"], &[]);
+        assert_eq!(
+            e,
+            "--election-timeout 1000 ms (the default) must be at least 5 times \
+             --heartbeat-interval 300 ms (from the command line)"
+        );
+        ok(&["--heartbeat-interval", "200"], &[]);
+        let e = err(&["--election-timeout", "50001"], &[]);
+        assert_contains(&e, &["--election-timeout", "50001", "at most 50000 ms"]);
+    }
+
+    #[test]
+    fn zero_is_refused_where_it_makes_no_sense() {
+        for flag in [
+            "--heartbeat-interval",
+            "--election-timeout",
+            "--max-request-bytes",
+            "--max-txn-ops",
+            "--snapshot-count",
+            "--segment-bytes",
+            "--request-timeout",
+        ] {
+            let e = err(&[flag, "0"], &[]);
+            assert_contains(&e, &[&format!("invalid value \"0\" for {flag}"), "must be greater than zero"]);
+        }
+        assert_eq!(ok(&["--snapshot-catchup-entries", "0"], &[]).snapshot_catchup_entries, 0);
+    }
+
+    #[test]
+    fn segment_size_rules() {
+        assert_contains(&err(&["--segment-bytes", "4100"], &[]), &["multiple of 8 and at least 4096"]);
+        assert_contains(&err(&["--segment-bytes", "4096"], &[]), &["--max-request-bytes (1572864, the default)"]);
+        ok(&["--segment-bytes", "4096", "--max-request-bytes", "1"], &[]).segment_bytes.to_string();
+        assert_contains(&err(&["--segment-bytes", "34359738368"], &[]), &["at most 34359738360"]);
+    }
+
+    #[test]
+    fn zstd_level_range() {
+        for bad in ["0", "23", "-1", "fast"] {
+            assert_contains(&err(&["--snapshot-zstd-level", bad], &[]), &["from 1 (fastest) to 22 (smallest)"]);
+        }
+        assert_eq!(ok(&["--snapshot-zstd-level", "22"], &[]).snapshot_zstd_level, 22);
+    }
+
+    #[test]
+    fn log_level_and_cluster_state_must_be_known() {
+        let e = err(&[], &[("CONFLUX_LOG_LEVEL", "verbose")]);
+        assert_eq!(
+            e,
+            "invalid value \"verbose\" for --log-level (from CONFLUX_LOG_LEVEL): \
+             expected one of trace, debug, info, warn, error"
+        );
+        let e = err(&["--initial-cluster-state", "joining"], &[]);
+        assert_eq!(
+            e,
+            "invalid value \"joining\" for --initial-cluster-state (from the command line): expected new or existing"
+        );
+    }
+
+    #[test]
+    fn bad_auto_compaction_combinations() {
+        let e = err(&["--auto-compaction-mode", "hourly", "--auto-compaction-retention", "1"], &[]);
+        assert_contains(&e, &["--auto-compaction-mode \"hourly\" (from the command line)", "not one of"]);
+        let e = err(&["--auto-compaction-mode", "hourly"], &[]);
+        assert_contains(&e, &["--auto-compaction-mode", "hourly", "expected periodic or revision"]);
+        let e = err(&["--auto-compaction-retention", "soon"], &[]);
+        assert_contains(&e, &["(the default)", "\"soon\" (from the command line)", "not a duration"]);
+        let e = err(&["--auto-compaction-mode", "revision", "--auto-compaction-retention", "1h"], &[]);
+        assert_contains(&e, &["number of revisions"]);
+    }
+
+    #[test]
+    fn names_and_other_strings_must_not_be_empty() {
+        assert_contains(&err(&["--name", ""], &[]), &["--name", "must not be empty"]);
+        assert_contains(&err(&["--name", "a,b"], &[]), &["cannot contain"]);
+        assert_contains(&err(&["--data-dir", ""], &[]), &["--data-dir", "must not be empty"]);
+        assert_contains(&err(&["--initial-cluster-token", ""], &[]), &["token must not be empty"]);
+    }
+
+    #[test]
+    fn unreadable_config_file_names_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("absent.yaml");
+        let e = err(&[], &[("CONFLUX_CONFIG_FILE", missing.to_str().unwrap())]);
+        assert_contains(&e, &["cannot read config file", missing.to_str().unwrap(), "from CONFLUX_CONFIG_FILE"]);
+        let e = err(&["--config-file", dir.path().to_str().unwrap()], &[]);
+        assert_contains(&e, &["cannot read config file", "from the command line"]);
+    }
+
+    #[test]
+    fn unparsable_config_file_names_the_path_and_line() {
+        let file = yaml("name: n1\nheartbeat-interval: [1, 2\n");
+        let e = err(&["--config-file", path(&file)], &[]);
+        assert_contains(&e, &["cannot parse config file", path(&file), "line"]);
+        let file = yaml("- name\n- n1\n");
+        let e = err(&["--config-file", path(&file)], &[]);
+        assert_contains(&e, &["expected a mapping of flag names to values", "found [\"name\", \"n1\"]"]);
+    }
+
+    #[test]
+    fn wrong_yaml_type_for_a_known_key_names_file_key_and_value() {
+        let file = yaml("heartbeat-interval:\n  ms: 100\n");
+        let e = err(&["--config-file", path(&file)], &[]);
+        assert_eq!(
+            e,
+            format!(
+                "config file {}: key heartbeat-interval has value {{\"ms\": 100}}, \
+                 but expects a string, a number or a boolean",
+                path(&file)
+            )
+        );
+        let file = yaml("listen-peer-urls: [[http://a:1]]\n");
+        let e = err(&["--config-file", path(&file)], &[]);
+        assert_contains(&e, &["key listen-peer-urls", "[[\"http://a:1\"]]", "a list of strings"]);
+        let file = yaml("name: [a, b]\n");
+        assert_contains(&err(&["--config-file", path(&file)], &[]), &["key name", "[\"a\", \"b\"]"]);
+        // A boolean where a number belongs is a bad value of a known type.
+        let file = yaml("max-txn-ops: true\n");
+        let e = err(&["--config-file", path(&file)], &[]);
+        assert_contains(&e, &["invalid value \"true\" for --max-txn-ops", "config file", "whole number"]);
+    }
+
+    #[test]
+    fn short_request_timeout_is_a_warning() {
+        let c = ok(&["--request-timeout", "500"], &[]);
+        assert_eq!(c.warnings().len(), 1);
+        assert_contains(&c.warnings()[0], &["--request-timeout 500 ms", "shorter than --election-timeout 1000 ms"]);
+    }
+
+    #[test]
+    fn operations_doc_lists_every_flag() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md")).unwrap();
+        for flag in FLAGS.iter().copied().chain(["config-file"]) {
+            let row = doc.lines().find(|l| l.starts_with(&format!("| `--{flag}`"))).unwrap_or_else(|| {
+                panic!("docs/operations.md has no table row for --{flag}");
+            });
+            assert!(row.contains(&format!("`{}`", env_var(flag))), "row for --{flag} lacks its env var: {row}");
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Who this member is: member and cluster ids (computed as etcd computes them, so the same flags
+//! give the same ids), and the `node` file that ties a data directory to one member of one cluster.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha1::{Digest, Sha1};
+
+/// A URL as etcd prints it: `scheme://host:port`, no trailing slash.
+pub fn url_string(u: &url::Url) -> String {
+    let s = u.as_str();
+    if u.path() == "/" && u.query().is_none() && u.fragment().is_none() {
+        s.trim_end_matches('/').to_string()
+    } else {
+        s.to_string()
+    }
+}
+
+fn first_u64(digest: &[u8]) -> u64 {
+    u64::from_be_bytes(digest[..8].try_into().expect("sha1 digests are 20 bytes"))
+}
+
+/// A member's id: the first 8 bytes (big-endian) of SHA-1 over its sorted peer URLs, joined,
+/// followed by the cluster token — etcd's rule for members of the initial cluster.
+pub fn member_id(peer_urls: &[String], token: &str) -> u64 {
+    let mut urls = peer_urls.to_vec();
+    urls.sort();
+    let mut h = Sha1::new();
+    h.update(urls.concat().as_bytes());
+    h.update(token.as_bytes());
+    first_u64(&h.finalize())
+}
+
+/// A cluster's id: the first 8 bytes of SHA-1 over its sorted member ids (8 bytes big-endian
+/// each) — etcd's rule.
+pub fn cluster_id(member_ids: &[u64]) -> u64 {
+    let mut ids = member_ids.to_vec();
+    ids.sort_unstable();
+    let mut h = Sha1::new();
+    for id in ids {
+        h.update(id.to_be_bytes());
+    }
+    first_u64(&h.finalize())
+}
+
+/// The contents of `<data-dir>/node`: written once when the member first starts, checked at
+/// every later start (a data directory belongs to one member of one cluster).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// `--name` at creation.
+    pub name: String,
+    /// Member id.
+    pub member_id: u64,
+    /// Cluster id.
+    pub cluster_id: u64,
+    /// `--initial-cluster-token` at creation.
+    pub cluster_token: String,
+}
+
+/// Why the identity file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// Reading or writing failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not an identity file.
+    #[error("{} is damaged or not a conflux identity file: {reason}", path.display())]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+impl Identity {
+    /// The file's path in a data directory.
+    pub fn path(data_dir: &Path) -> PathBuf {
+        data_dir.join("node")
+    }
+
+    /// Read it; `None` when the data directory has none (a new member).
+    pub fn load(data_dir: &Path) -> Result<Option<Identity>, IdentityError> {
+        let path = Identity::path(data_dir);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(IdentityError::Io { op: "read", path, source }),
+        };
+        serde_norway::from_str(&text)
+            .map(Some)
+            .map_err(|e| IdentityError::Malformed { path, reason: e.to_string() })
+    }
+
+    /// Write it durably (temporary file, fsync, rename, directory fsync).
+    pub fn store(&self, data_dir: &Path) -> Result<(), IdentityError> {
+        use std::io::Write;
+        let path = Identity::path(data_dir);
+        let tmp = data_dir.join("node.tmp");
+        let text = serde_norway::to_string(self).expect("an identity always serializes");
+        fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> IdentityError + use<> {
+            let path = path.to_path_buf();
+            move |source| IdentityError::Io { op, path, source }
+        }
+        let mut f = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
+        f.write_all(text.as_bytes()).map_err(io("write", &tmp))?;
+        f.sync_all().map_err(io("fsync", &tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io("rename", &path))?;
+        std::fs::File::open(data_dir).and_then(|d| d.sync_all()).map_err(io("fsync directory", data_dir))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_follow_etcds_rule() {
+        // Order of URLs does not matter; the token does.
+        let a = member_id(&["http://10.0.0.1:2380".into(), "http://10.0.0.2:2380".into()], "t");
+        let b = member_id(&["http://10.0.0.2:2380".into(), "http://10.0.0.1:2380".into()], "t");
+        assert_eq!(a, b);
+        assert_ne!(a, member_id(&["http://10.0.0.1:2380".into(), "http://10.0.0.2:2380".into()], "u"));
+        assert_eq!(cluster_id(&[3, 1, 2]), cluster_id(&[1, 2, 3]));
+        assert_ne!(cluster_id(&[1, 2]), cluster_id(&[1, 2, 3]));
+        // etcd's default single member: `default=http://localhost:2380`, token `etcd-cluster`.
+        assert_eq!(member_id(&["http://localhost:2380".into()], "etcd-cluster"), 0x8e9e05c52164694d);
+    }
+
+    #[test]
+    fn identity_round_trips_and_damage_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(Identity::load(dir.path()).unwrap(), None);
+        let id = Identity { name: "n1".into(), member_id: 7, cluster_id: 9, cluster_token: "t".into() };
+        id.store(dir.path()).unwrap();
+        assert_eq!(Identity::load(dir.path()).unwrap(), Some(id));
+        std::fs::write(Identity::path(dir.path()), "name: [").unwrap();
+        let e = Identity::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("node") && e.contains("damaged"), "{e}");
+    }
+
+    #[test]
+    fn urls_print_without_a_trailing_slash() {
+        assert_eq!(url_string(&"http://127.0.0.1:2380".parse().unwrap()), "http://127.0.0.1:2380");
+        assert_eq!(url_string(&"http://127.0.0.1:2380/".parse().unwrap()), "http://127.0.0.1:2380");
+    }
+}

@@ -1,0 +1,678 @@
+//! The conflux server: a member of a Raft cluster serving etcd's v3 API.
+//!
+//! [`start`] opens the data directory (log engine, state machine, identity), joins or bootstraps
+//! the cluster, and serves three listeners: clients (etcd's gRPC API, [`api`]), peers (Raft and
+//! forwarding, [`peer`]) and metrics (`/metrics`, `/health`, [`metrics`]). Operating it:
+//! `docs/operations.md`; how a write and a read travel through it: `docs/architecture.md`.
+
+pub mod api;
+pub mod config;
+pub mod convert;
+pub mod member;
+pub mod metrics;
+pub mod peer;
+pub mod proto;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::Raft;
+use openraft::async_runtime::WatchReceiver;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::Status;
+
+use self::config::{ClusterState, NodeConfig};
+use self::convert::HeaderInfo;
+use self::member::{Identity, url_string};
+use self::metrics::{EngineSample, Metrics, StoreSample};
+use self::peer::{ForwardReply, ForwardRequest, NetworkFactory, Peers, ReadIndexReply};
+use crate::mvcc::{WriteRequest, WriteResponse};
+use crate::state_machine::{SmConfig, StateMachine};
+use crate::types::{ApplyResult, LogStore, Member, TypeConfig};
+
+/// gRPC framing allowance on top of `--max-request-bytes` (as etcd allows).
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// Why the node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A data directory that belongs elsewhere, or flags that contradict it.
+    #[error("{0}")]
+    Identity(String),
+    /// The log engine refused to open.
+    #[error("cannot open the log in {dir}: {source}")]
+    Log {
+        /// Data directory.
+        dir: String,
+        /// Cause.
+        source: conflux_engine::Error,
+    },
+    /// The state machine refused to open.
+    #[error("cannot open the state machine in {dir}: {source}")]
+    StateMachine {
+        /// Data directory.
+        dir: String,
+        /// Cause.
+        source: crate::state_machine::SmError,
+    },
+    /// A listener could not be bound.
+    #[error("cannot listen on {url} ({flag}): {source}")]
+    Listen {
+        /// The flag naming it.
+        flag: &'static str,
+        /// The URL.
+        url: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Raft could not start.
+    #[error("raft: {0}")]
+    Raft(String),
+    /// Joining an existing cluster failed.
+    #[error("cannot join the existing cluster: {0}")]
+    Join(String),
+}
+
+/// What the services share: Raft, the state machine, the peers and this member's identity.
+pub struct Core {
+    /// This member's Raft.
+    pub raft: Raft<TypeConfig, StateMachine>,
+    /// The state machine.
+    pub sm: StateMachine,
+    /// Connections to the other members.
+    pub peers: Arc<Peers>,
+    /// Cluster id.
+    pub cluster_id: u64,
+    /// This member's id.
+    pub member_id: u64,
+    /// `--name`.
+    pub name: String,
+    /// How long a request may wait for a leader, a commit or a read index.
+    pub request_timeout: Duration,
+    /// `--max-request-bytes`.
+    pub max_request_bytes: usize,
+    /// `--max-txn-ops`.
+    pub max_txn_ops: usize,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+fn no_leader() -> Status {
+    Status::unavailable("etcdserver: no leader")
+}
+
+fn timed_out() -> Status {
+    Status::unavailable("etcdserver: request timed out")
+}
+
+fn leader_failed() -> Status {
+    Status::unavailable("etcdserver: request timed out, possibly due to previous leader failure")
+}
+
+impl Core {
+    /// The node-level header fields.
+    pub fn header(&self) -> HeaderInfo {
+        HeaderInfo {
+            cluster_id: self.cluster_id,
+            member_id: self.member_id,
+            raft_term: self.raft.metrics().borrow_watched().current_term,
+        }
+    }
+
+    /// The store's current revision.
+    pub fn revision(&self) -> i64 {
+        self.sm.store().revision() as i64
+    }
+
+    /// Every member: id, what is known of it, whether it is a learner.
+    pub fn members(&self) -> Vec<(u64, Member, bool)> {
+        let m = self.raft.metrics().borrow_watched().membership_config.clone();
+        let voters: std::collections::BTreeSet<u64> = m.membership().voter_ids().collect();
+        m.membership().nodes().map(|(id, n)| (*id, n.clone(), !voters.contains(id))).collect()
+    }
+
+    fn member(&self, id: u64) -> Option<Member> {
+        self.raft.metrics().borrow_watched().membership_config.membership().get_node(&id).cloned()
+    }
+
+    /// Wait (until `deadline`) for a known leader.
+    async fn leader(&self, deadline: Instant) -> Result<u64, Status> {
+        let mut rx = self.raft.metrics();
+        loop {
+            if let Some(l) = rx.borrow_and_update().current_leader {
+                return Ok(l);
+            }
+            match tokio::time::timeout_at(deadline.into(), rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(Status::unavailable("etcdserver: server stopped")),
+                Err(_) => return Err(no_leader()),
+            }
+        }
+    }
+
+    /// Wait a moment for the leader to change (after a "not leader" answer).
+    async fn settle(&self, deadline: Instant) {
+        let pause = Instant::now() + Duration::from_millis(20);
+        tokio::time::sleep_until(pause.min(deadline).into()).await;
+    }
+
+    /// Commit `req` through the leader; its answer and the term it committed in.
+    pub async fn write(&self, req: WriteRequest) -> Result<(WriteResponse, u64), Status> {
+        let (result, term) = self.forward(ForwardRequest::Write(req)).await?;
+        match result {
+            ApplyResult::Write(Ok(resp)) => Ok((resp, term)),
+            ApplyResult::Write(Err(e)) => Err(convert::mvcc_status(&e)),
+            ApplyResult::Noop { .. } => Err(Status::internal("a client write was applied as a no-op")),
+        }
+    }
+
+    /// Run `req` on the leader (here or there), within the request timeout.
+    async fn forward(&self, req: ForwardRequest) -> Result<(ApplyResult, u64), Status> {
+        let deadline = Instant::now() + self.request_timeout;
+        loop {
+            let leader = self.leader(deadline).await?;
+            let reply = if leader == self.member_id {
+                match tokio::time::timeout_at(deadline.into(), peer::forward_locally(&self.raft, req.clone())).await {
+                    Ok(r) => r,
+                    Err(_) => return Err(timed_out()),
+                }
+            } else {
+                let member = self.member(leader).ok_or_else(no_leader)?;
+                let mut client = self.peers.client(leader, &member)?;
+                let call = client.forward(self.peers.request(peer::encode(&req)));
+                match tokio::time::timeout_at(deadline.into(), call).await {
+                    Err(_) => return Err(timed_out()),
+                    Ok(Ok(reply)) => peer::decode::<ForwardReply>(reply.get_ref())?,
+                    // Not connected: the request never left; try again (the leader may change).
+                    Ok(Err(e)) if e.code() == tonic::Code::Unavailable && not_sent(&e) => {
+                        tracing::debug!(leader = format!("{leader:x}"), error = %e, "leader unreachable");
+                        self.settle(deadline).await;
+                        if Instant::now() >= deadline {
+                            return Err(no_leader());
+                        }
+                        continue;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(leader = format!("{leader:x}"), error = %e, "forwarding to the leader failed");
+                        return Err(leader_failed());
+                    }
+                }
+            };
+            match reply {
+                ForwardReply::Done { result, term } => return Ok((result, term)),
+                ForwardReply::NotLeader { .. } => {
+                    self.settle(deadline).await;
+                    if Instant::now() >= deadline {
+                        return Err(no_leader());
+                    }
+                }
+                ForwardReply::Unknown => return Err(leader_failed()),
+                ForwardReply::Failed(msg) => return Err(Status::unavailable(format!("etcdserver: {msg}"))),
+            }
+        }
+    }
+
+    /// Make a following local read linearizable: learn the leader's commit index (a read index
+    /// confirmed by a quorum) and wait until this member has applied it.
+    pub async fn linearize(&self) -> Result<(), Status> {
+        let deadline = Instant::now() + self.request_timeout;
+        loop {
+            let leader = self.leader(deadline).await?;
+            let reply = if leader == self.member_id {
+                let r = tokio::time::timeout_at(
+                    deadline.into(),
+                    self.raft.get_read_log_id(openraft::ReadPolicy::ReadIndex),
+                )
+                .await
+                .map_err(|_| timed_out())?;
+                match r {
+                    Ok((read, _)) => ReadIndexReply::Index(read.index()),
+                    Err(e) => match e.forward_to_leader() {
+                        Some(f) => ReadIndexReply::NotLeader { leader: f.leader_id },
+                        None => ReadIndexReply::Failed(e.to_string()),
+                    },
+                }
+            } else {
+                let member = self.member(leader).ok_or_else(no_leader)?;
+                let mut client = self.peers.client(leader, &member)?;
+                let call = client.read_index(self.peers.request(proto::peer::Payload::default()));
+                match tokio::time::timeout_at(deadline.into(), call).await {
+                    Err(_) => return Err(timed_out()),
+                    Ok(Ok(reply)) => peer::decode(reply.get_ref())?,
+                    Ok(Err(e)) => {
+                        tracing::debug!(leader = format!("{leader:x}"), error = %e, "read index from the leader failed");
+                        self.settle(deadline).await;
+                        if Instant::now() >= deadline {
+                            return Err(timed_out());
+                        }
+                        continue;
+                    }
+                }
+            };
+            match reply {
+                ReadIndexReply::Index(i) => {
+                    return tokio::time::timeout_at(deadline.into(), self.sm.wait_applied(i))
+                        .await
+                        .map_err(|_| timed_out());
+                }
+                ReadIndexReply::NotLeader { .. } => {
+                    self.settle(deadline).await;
+                    if Instant::now() >= deadline {
+                        return Err(no_leader());
+                    }
+                }
+                ReadIndexReply::Failed(msg) => {
+                    tracing::debug!(%msg, "read index failed");
+                    self.settle(deadline).await;
+                    if Instant::now() >= deadline {
+                        return Err(timed_out());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether a transport error means the request was never sent (no connection).
+fn not_sent(e: &Status) -> bool {
+    let text = format!("{e:?}").to_ascii_lowercase();
+    text.contains("connect") && !text.contains("reset")
+}
+
+/// A running member.
+pub struct RunningNode {
+    /// The shared core.
+    pub core: Arc<Core>,
+    /// Addresses the client listeners bound (useful with port 0).
+    pub client_addrs: Vec<SocketAddr>,
+    /// Addresses the peer listeners bound.
+    pub peer_addrs: Vec<SocketAddr>,
+    /// Addresses the metrics listeners bound.
+    pub metrics_addrs: Vec<SocketAddr>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningNode {
+    /// Stop: stop accepting requests, finish the ones in flight, stop Raft, close files.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        if let Err(e) = self.core.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+        tracing::info!("stopped");
+    }
+}
+
+async fn bind(flag: &'static str, urls: &[url::Url]) -> Result<Vec<TcpListener>, StartError> {
+    let mut out = Vec::new();
+    for u in urls {
+        let err = |source| StartError::Listen { flag, url: url_string(u), source };
+        let host = u.host_str().unwrap_or("localhost").trim_start_matches('[').trim_end_matches(']').to_string();
+        let port = u.port_or_known_default().unwrap_or(0);
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port)).await.map_err(err)?.collect();
+        // Prefer IPv4 (what `localhost` means to most clients), else the first address.
+        let addr = addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()).copied().ok_or_else(|| {
+            err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("{host} resolves to no address")))
+        })?;
+        out.push(TcpListener::bind(addr).await.map_err(err)?);
+    }
+    Ok(out)
+}
+
+fn urls(v: &[url::Url]) -> Vec<String> {
+    v.iter().map(url_string).collect()
+}
+
+/// Work out this member's identity from the flags and the data directory.
+async fn identity(cfg: &NodeConfig) -> Result<(Identity, bool), StartError> {
+    let token = &cfg.initial_cluster_token;
+    let my_peer_urls = urls(&cfg.initial_advertise_peer_urls);
+    let my_id = member::member_id(&my_peer_urls, token);
+    let ids: Vec<u64> = cfg.initial_cluster.iter().map(|(_, u)| member::member_id(&urls(u), token)).collect();
+    let flags_cluster = member::cluster_id(&ids);
+    let stored = Identity::load(&cfg.data_dir).map_err(|e| StartError::Identity(e.to_string()))?;
+    if let Some(id) = stored {
+        if id.name != cfg.name {
+            return Err(StartError::Identity(format!(
+                "data dir {} belongs to member {:?} (id {:x}), not to --name {:?}",
+                cfg.data_dir.display(),
+                id.name,
+                id.member_id,
+                cfg.name
+            )));
+        }
+        if cfg.initial_cluster_given
+            && cfg.initial_cluster_state == ClusterState::New
+            && (flags_cluster != id.cluster_id || my_id != id.member_id)
+        {
+            return Err(StartError::Identity(format!(
+                "data dir {} belongs to member {:x} of cluster {:x}, but --initial-cluster (token {:?}) describes \
+                 member {:x} of cluster {:x}",
+                cfg.data_dir.display(),
+                id.member_id,
+                id.cluster_id,
+                token,
+                my_id,
+                flags_cluster
+            )));
+        }
+        return Ok((id, false));
+    }
+    if cfg.data_dir.join("meta").exists() {
+        return Err(StartError::Identity(format!(
+            "data dir {} holds a log but no `node` identity file: it was not written by a conflux member",
+            cfg.data_dir.display()
+        )));
+    }
+    let cluster_id = match cfg.initial_cluster_state {
+        ClusterState::New => flags_cluster,
+        ClusterState::Existing => join_existing(cfg, my_id).await?,
+    };
+    Ok((Identity { name: cfg.name.clone(), member_id: my_id, cluster_id, cluster_token: token.clone() }, true))
+}
+
+/// Ask the other members of `--initial-cluster` for the cluster's id, and check this member
+/// was added to it.
+async fn join_existing(cfg: &NodeConfig, my_id: u64) -> Result<u64, StartError> {
+    let mut errors = Vec::new();
+    for (name, peer_urls) in &cfg.initial_cluster {
+        if *name == cfg.name {
+            continue;
+        }
+        for u in peer_urls {
+            match peer::hello(&url_string(u), cfg.election_timeout * 2).await {
+                Ok(h) => {
+                    if !h.members.iter().any(|(id, _, _)| *id == my_id) {
+                        return Err(StartError::Join(format!(
+                            "member {my_id:x} ({}) is not a member of cluster {:x} (asked {name} at {}); add it \
+                             first with `etcdctl member add`",
+                            cfg.name,
+                            h.cluster_id,
+                            url_string(u)
+                        )));
+                    }
+                    return Ok(h.cluster_id);
+                }
+                Err(e) => errors.push(format!("{name} at {}: {e}", url_string(u))),
+            }
+        }
+    }
+    Err(StartError::Join(format!("no member of --initial-cluster answered: {}", errors.join("; "))))
+}
+
+/// Start a member with `cfg`; it serves until [`RunningNode::shutdown`].
+pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
+    for w in cfg.warnings() {
+        tracing::warn!("{w}");
+    }
+    let dir = cfg.data_dir.display().to_string();
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| StartError::Listen {
+        flag: "--data-dir",
+        url: dir.clone(),
+        source,
+    })?;
+    let (identity, fresh) = identity(&cfg).await?;
+    // Bind first: a port in use fails before anything is written.
+    let client_listeners = bind("--listen-client-urls", &cfg.listen_client_urls).await?;
+    let peer_listeners = bind("--listen-peer-urls", &cfg.listen_peer_urls).await?;
+    let metrics_listeners = bind("--listen-metrics-urls", &cfg.listen_metrics_urls).await?;
+    if fresh {
+        identity.store(&cfg.data_dir).map_err(|e| StartError::Identity(e.to_string()))?;
+    }
+    tracing::info!(
+        name = %identity.name,
+        member = format!("{:x}", identity.member_id),
+        cluster = format!("{:x}", identity.cluster_id),
+        data_dir = %dir,
+        "starting"
+    );
+
+    let log_config = conflux_engine::Config {
+        segment_bytes: cfg.segment_bytes,
+        max_entry_bytes: (cfg.max_request_bytes + GRPC_OVERHEAD_BYTES).max(16 << 20),
+        ..Default::default()
+    };
+    let log = LogStore::open(&cfg.data_dir, log_config).map_err(|source| StartError::Log { dir: dir.clone(), source })?;
+    let log_reader = log.reader();
+    let sm_config =
+        SmConfig { snapshot_zstd_level: cfg.snapshot_zstd_level, max_txn_ops: cfg.max_txn_ops, ..Default::default() };
+    let sm = StateMachine::open(&cfg.data_dir, Arc::new(conflux_engine::io::StdIo), sm_config)
+        .map_err(|source| StartError::StateMachine { dir: dir.clone(), source })?;
+
+    let raft_config = openraft::Config {
+        cluster_name: identity.cluster_token.clone(),
+        heartbeat_interval: cfg.heartbeat_interval.as_millis() as u64,
+        election_timeout_min: cfg.election_timeout.as_millis() as u64,
+        election_timeout_max: cfg.election_timeout.as_millis() as u64 * 2,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_count),
+        max_in_snapshot_log_to_keep: cfg.snapshot_catchup_entries,
+        install_snapshot_timeout: (cfg.election_timeout.as_millis() as u64 * 20).max(10_000),
+        max_payload_entries: 256,
+        ..Default::default()
+    };
+    let raft_config = Arc::new(raft_config.validate().map_err(|e| StartError::Raft(e.to_string()))?);
+    let peers = Peers::new(identity.cluster_id, cfg.heartbeat_interval, cfg.election_timeout);
+    let network = NetworkFactory { peers: peers.clone() };
+    let raft = Raft::new(identity.member_id, raft_config, network, log, sm.clone())
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+
+    let engine = move || EngineSample { stats: log_reader.stats(), segments: log_reader.segment_count() as u64 };
+    let store_sm = sm.clone();
+    let store = move || {
+        let s = store_sm.store();
+        StoreSample {
+            keys: s.key_count(),
+            revision: s.revision() as i64,
+            compact_revision: s.compacted_revision() as i64,
+            db_bytes: s.retained_bytes(),
+        }
+    };
+    let metrics = Metrics::new(identity.member_id, engine, store);
+    let core = Arc::new(Core {
+        raft: raft.clone(),
+        sm: sm.clone(),
+        peers: peers.clone(),
+        cluster_id: identity.cluster_id,
+        member_id: identity.member_id,
+        name: identity.name.clone(),
+        request_timeout: cfg.request_timeout,
+        max_request_bytes: cfg.max_request_bytes,
+        max_txn_ops: cfg.max_txn_ops,
+        metrics: metrics.clone(),
+    });
+
+    if fresh && cfg.initial_cluster_state == ClusterState::New {
+        // Every member of a new cluster proposes the same initial membership (client URLs are
+        // published later, by each member itself), so whichever is elected agrees with the rest.
+        let members: BTreeMap<u64, Member> = cfg
+            .initial_cluster
+            .iter()
+            .map(|(name, u)| {
+                let peer_urls = urls(u);
+                let id = member::member_id(&peer_urls, &identity.cluster_token);
+                (id, Member { name: name.clone(), peer_urls, client_urls: Vec::new() })
+            })
+            .collect();
+        if let Err(e) = raft.initialize(members).await {
+            tracing::info!(error = %e, "cluster already initialized");
+        }
+    }
+
+    let (stop, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let mut tasks = Vec::new();
+    let client_addrs = client_listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
+    let peer_addrs = peer_listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
+    let metrics_addrs = metrics_listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
+
+    let api = api::EtcdApi::new(core.clone());
+    let max_decode = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    for l in client_listeners {
+        let router = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .layer(metrics::GrpcMetricsLayer::new(metrics.clone()))
+            .add_service(
+                proto::etcdserverpb::kv_server::KvServer::new(api.clone())
+                    .max_decoding_message_size(max_decode)
+                    .max_encoding_message_size(usize::MAX),
+            )
+            .add_service(proto::etcdserverpb::cluster_server::ClusterServer::new(api.clone()))
+            .add_service(proto::etcdserverpb::maintenance_server::MaintenanceServer::new(api.clone()));
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(l);
+        let stopped = stopped();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = router.serve_with_incoming_shutdown(incoming, stopped).await {
+                tracing::error!(error = %e, "client listener failed");
+            }
+        }));
+    }
+    for l in peer_listeners {
+        let service = peer::PeerService {
+            raft: raft.clone(),
+            sm: sm.clone(),
+            cluster_id: identity.cluster_id,
+            member_id: identity.member_id,
+            name: identity.name.clone(),
+        };
+        let router = tonic::transport::Server::builder().tcp_nodelay(true).add_service(
+            proto::peer::peer_server::PeerServer::new(service)
+                .max_decoding_message_size(peer::MAX_PEER_MESSAGE)
+                .max_encoding_message_size(peer::MAX_PEER_MESSAGE),
+        );
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(l);
+        let stopped = stopped();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = router.serve_with_incoming_shutdown(incoming, stopped).await {
+                tracing::error!(error = %e, "peer listener failed");
+            }
+        }));
+    }
+    if !metrics_listeners.is_empty() {
+        let health_core = core.clone();
+        let health: Arc<dyn Fn() -> futures_util::future::BoxFuture<'static, metrics::Health> + Send + Sync> =
+            Arc::new(move || {
+                let core = health_core.clone();
+                Box::pin(async move { health(&core).await })
+            });
+        let m = metrics.clone();
+        let stopped = stopped();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = metrics::serve_http(metrics_listeners, m, health, stopped).await {
+                tracing::error!(error = %e, "metrics listener failed");
+            }
+        }));
+    }
+    // Raft metrics into Prometheus gauges.
+    {
+        let mut rx = raft.metrics();
+        let m = metrics.clone();
+        let mut stop_rx = stop.subscribe();
+        tokio::spawn(async move {
+            loop {
+                m.observe_raft(&rx.borrow_and_update());
+                tokio::select! {
+                    r = rx.changed() => if r.is_err() { return },
+                    _ = stop_rx.wait_for(|s| *s) => return,
+                }
+            }
+        });
+    }
+    // Publish this member's name and client URLs into the membership (once they are there,
+    // every member lists them).
+    {
+        let core = core.clone();
+        let me = Member {
+            name: identity.name.clone(),
+            peer_urls: urls(&cfg.initial_advertise_peer_urls),
+            client_urls: urls(&cfg.advertise_client_urls),
+        };
+        let mut stop_rx = stop.subscribe();
+        tokio::spawn(async move {
+            loop {
+                let known = core.member(core.member_id);
+                if known.as_ref().is_some_and(|k| k.client_urls == me.client_urls && k.name == me.name) {
+                    return;
+                }
+                if known.is_some() {
+                    let mut m = me.clone();
+                    m.peer_urls = known.map(|k| k.peer_urls).unwrap_or_default();
+                    match core.forward(ForwardRequest::Publish { id: core.member_id, member: m }).await {
+                        Ok(_) => tracing::info!(client_urls = ?me.client_urls, "published client URLs"),
+                        Err(e) => tracing::debug!(error = %e, "publishing client URLs"),
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    _ = stop_rx.wait_for(|s| *s) => return,
+                }
+            }
+        });
+    }
+    if let Some(mode) = cfg.auto_compaction() {
+        let state_sm = sm.clone();
+        let c = core.clone();
+        let stop_rx = stop.subscribe();
+        crate::compactor::spawn(
+            mode,
+            move || {
+                let s = state_sm.store();
+                (s.revision(), s.compacted_revision())
+            },
+            move |target| {
+                let c = c.clone();
+                let stopping = *stop_rx.borrow();
+                async move {
+                    if stopping {
+                        return false;
+                    }
+                    if c.raft.metrics().borrow_watched().current_leader == Some(c.member_id) {
+                        let req = crate::mvcc::CompactionRequest { revision: target as i64, physical: false };
+                        if let Err(e) = c.write(WriteRequest::Compact(req)).await {
+                            tracing::warn!(revision = target, error = %e, "auto-compaction");
+                        }
+                    }
+                    true
+                }
+            },
+        );
+    }
+    Ok(RunningNode { core, client_addrs, peer_addrs, metrics_addrs, stop, tasks })
+}
+
+/// etcd's health rule: a leader is known and a linearizable read completes.
+async fn health(core: &Core) -> metrics::Health {
+    if core.raft.metrics().borrow_watched().current_leader.is_none() {
+        return metrics::Health { healthy: false, reason: "RAFT NO LEADER".into() };
+    }
+    match core.linearize().await {
+        Ok(()) => metrics::Health { healthy: true, reason: String::new() },
+        Err(e) => metrics::Health { healthy: false, reason: format!("QGET ERROR: {}", e.message()) },
+    }
+}
+
+/// Run a member until SIGINT or SIGTERM, then shut down cleanly.
+pub async fn run(cfg: NodeConfig) -> Result<(), StartError> {
+    let node = start(cfg).await?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|source| StartError::Listen { flag: "signal", url: "SIGTERM".into(), source })?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+    }
+    node.shutdown().await;
+    Ok(())
+}
