@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the suites start or call. The engine suites need none; the node's etcd
 # compatibility tests add etcd-server and etcd-client, the instruction-count gate adds valgrind.
-DEB_PACKAGES=()
+DEB_PACKAGES=(etcd-server etcd-client)
 
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do

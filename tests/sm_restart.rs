@@ -9,12 +9,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use conflux::mvcc::*;
 use conflux::state_machine::{SmConfig, SnapshotFile, StateMachine};
+use conflux::types::Member;
 use conflux::types::{LogStore, TypeConfig};
+use openraft::Raft;
 use openraft::error::{RPCError, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, v2::RaftNetworkV2};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
-use conflux::types::Member;
-use openraft::Raft;
 
 /// One node has no peers: any RPC is a bug.
 struct NoPeers;

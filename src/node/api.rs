@@ -148,10 +148,7 @@ impl kv_server::Kv for EtcdApi {
 
 #[tonic::async_trait]
 impl cluster_server::Cluster for EtcdApi {
-    async fn member_list(
-        &self,
-        r: Request<pb::MemberListRequest>,
-    ) -> Result<Response<pb::MemberListResponse>, Status> {
+    async fn member_list(&self, r: Request<pb::MemberListRequest>) -> Result<Response<pb::MemberListResponse>, Status> {
         if r.get_ref().linearizable {
             self.core.linearize().await?;
         }
@@ -205,7 +202,10 @@ mod tests {
 
     fn put(key: &[u8]) -> pb::RequestOp {
         pb::RequestOp {
-            request: Some(pb::request_op::Request::RequestPut(pb::PutRequest { key: key.to_vec().into(), ..Default::default() })),
+            request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
+                key: key.to_vec().into(),
+                ..Default::default()
+            })),
         }
     }
 
@@ -217,6 +217,9 @@ mod tests {
         assert_eq!(check_txn(&empty, 128).unwrap_err().message(), "etcdserver: key is not provided");
         let many = pb::TxnRequest { success: vec![put(b"a"); 3], ..Default::default() };
         let e = check_txn(&many, 2).unwrap_err();
-        assert_eq!((e.code(), e.message()), (tonic::Code::InvalidArgument, "etcdserver: too many operations in txn request"));
+        assert_eq!(
+            (e.code(), e.message()),
+            (tonic::Code::InvalidArgument, "etcdserver: too many operations in txn request")
+        );
     }
 }

@@ -84,7 +84,9 @@ fn compare(c: pb::Compare) -> Result<mvcc::Compare, Status> {
         (Ok(T::Value), _) => mvcc::CompareTarget::Value(Default::default()),
         (Ok(T::Lease), Some(U::Lease(v))) => mvcc::CompareTarget::Lease(v),
         (Ok(T::Lease), _) => mvcc::CompareTarget::Lease(0),
-        (Err(_), _) => return Err(Status::invalid_argument(format!("etcdserver: invalid compare target {}", c.target))),
+        (Err(_), _) => {
+            return Err(Status::invalid_argument(format!("etcdserver: invalid compare target {}", c.target)));
+        }
     };
     Ok(mvcc::Compare { result, target, key: c.key, range_end: c.range_end })
 }

@@ -94,9 +94,7 @@ impl Identity {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(IdentityError::Io { op: "read", path, source }),
         };
-        serde_norway::from_str(&text)
-            .map(Some)
-            .map_err(|e| IdentityError::Malformed { path, reason: e.to_string() })
+        serde_norway::from_str(&text).map(Some).map_err(|e| IdentityError::Malformed { path, reason: e.to_string() })
     }
 
     /// Write it durably (temporary file, fsync, rename, directory fsync).

@@ -440,7 +440,8 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
         max_entry_bytes: (cfg.max_request_bytes + GRPC_OVERHEAD_BYTES).max(16 << 20),
         ..Default::default()
     };
-    let log = LogStore::open(&cfg.data_dir, log_config).map_err(|source| StartError::Log { dir: dir.clone(), source })?;
+    let log =
+        LogStore::open(&cfg.data_dir, log_config).map_err(|source| StartError::Log { dir: dir.clone(), source })?;
     let log_reader = log.reader();
     let sm_config =
         SmConfig { snapshot_zstd_level: cfg.snapshot_zstd_level, max_txn_ops: cfg.max_txn_ops, ..Default::default() };

@@ -135,10 +135,8 @@ impl Peers {
 
     /// A client for member `id` (`member` gives its URLs).
     pub fn client(&self, id: u64, member: &Member) -> Result<PeerClient<Channel>, Status> {
-        let url = member
-            .peer_urls
-            .first()
-            .ok_or_else(|| Status::unavailable(format!("member {id:x} has no peer URL")))?;
+        let url =
+            member.peer_urls.first().ok_or_else(|| Status::unavailable(format!("member {id:x} has no peer URL")))?;
         Ok(client(self.channel(id, url)?))
     }
 
@@ -312,7 +310,10 @@ impl RaftNetworkV2<TypeConfig> for Network {
         let file = tokio::fs::File::open(&path).await.map_err(|e| {
             StreamingError::Network(NetworkError::from_string(format!("open snapshot {}: {e}", path.display())))
         })?;
-        let first = futures_util::stream::once(async move { pb::SnapshotChunk { header: header.into(), data: Default::default() } });
+        let first =
+            futures_util::stream::once(
+                async move { pb::SnapshotChunk { header: header.into(), data: Default::default() } },
+            );
         let body = futures_util::stream::unfold(Some(file), |f| async move {
             use tokio::io::AsyncReadExt;
             let mut f = f?;
@@ -457,10 +458,7 @@ impl peer_server::Peer for PeerService {
     ) -> Result<Response<pb::Payload>, Status> {
         self.check(&r)?;
         let mut chunks = r.into_inner();
-        let first = chunks
-            .next()
-            .await
-            .ok_or_else(|| Status::invalid_argument("snapshot stream is empty"))??;
+        let first = chunks.next().await.ok_or_else(|| Status::invalid_argument("snapshot stream is empty"))??;
         let (vote, meta): (Vote, SnapshotMeta) = postcard::from_bytes(&first.header)
             .map_err(|e| Status::invalid_argument(format!("undecodable snapshot header: {e}")))?;
         let (term, index) = meta.last_log_id.as_ref().map(|l| (l.leader_id.term, l.index)).unwrap_or((0, 0));
