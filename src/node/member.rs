@@ -86,8 +86,15 @@ impl Identity {
         data_dir.join("node")
     }
 
-    /// Read it; `None` when the data directory has none (a new member).
+    /// Read it; `None` when the data directory has none (a new member). A `node.tmp` left by
+    /// a crash during [`Identity::store`] is removed (it was never the identity).
     pub fn load(data_dir: &Path) -> Result<Option<Identity>, IdentityError> {
+        let tmp = data_dir.join("node.tmp");
+        match std::fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(IdentityError::Io { op: "remove leftover", path: tmp, source }),
+        }
         let path = Identity::path(data_dir);
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,

@@ -1,0 +1,945 @@
+//! Differential test against a real etcd 3.4: one request sequence (puts, ranges, deletes, txns,
+//! compactions, limits and the errors etcd gives) is sent to a fresh single-node etcd and to a fresh
+//! single-node conflux, and every answer must be the same once the header fields that name the
+//! cluster (cluster_id, member_id, raft_term) are zeroed.
+//!
+//! Needs `/usr/bin/etcd` (Debian package `etcd-server`; `scripts/test.sh` installs it). The test
+//! fails, rather than skips, when it is missing: a compatibility suite that silently does not run
+//! proves nothing.
+
+use std::fmt::Debug;
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use compare::CompareResult as R;
+use conflux::node::proto::etcdserverpb::cluster_client::ClusterClient;
+use conflux::node::proto::etcdserverpb::kv_client::KvClient;
+use conflux::node::proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use conflux::node::proto::etcdserverpb::range_request::{SortOrder, SortTarget};
+use conflux::node::proto::etcdserverpb::{
+    CompactionRequest, Compare, DeleteRangeRequest, MemberListRequest, PutRequest, RangeRequest, RequestOp,
+    ResponseHeader, ResponseOp, StatusRequest, TxnRequest, TxnResponse, compare, request_op, response_op,
+};
+use tonic::transport::Channel;
+
+/// Both servers run with these limits so the size and op-count errors are reachable.
+const MAX_REQUEST_BYTES: usize = 10_000;
+const MAX_TXN_OPS: usize = 8;
+/// How long a server may take to answer its first request.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one request of the sequence may take before it is recorded as hung.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------------------------
+// Server processes
+// ---------------------------------------------------------------------------------------------
+
+/// A running single-node server (etcd or conflux), killed when dropped so a failing test leaves
+/// nothing behind.
+struct Server {
+    what: &'static str,
+    child: Child,
+    log: PathBuf,
+    client_url: String,
+    peer_url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn start(what: &'static str, binary: &Path) -> Server {
+        let dir = tempfile::tempdir().expect("create tempdir");
+        let client_url = format!("http://127.0.0.1:{}", free_port());
+        let peer_url = format!("http://127.0.0.1:{}", free_port());
+        let log = dir.path().join("server.log");
+        let log_file = File::create(&log).expect("create server log");
+        let mut cmd = Command::new(binary);
+        cmd.args(["--name", "n1", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("n1={peer_url}")])
+            .args(["--max-request-bytes", &MAX_REQUEST_BYTES.to_string()])
+            .args(["--max-txn-ops", &MAX_TXN_OPS.to_string()])
+            .args(["--log-level", "warn"]);
+        if what == "etcd" {
+            // etcd 3.4's default logger (capnslog) is deprecated and ignores --log-level.
+            cmd.args(["--logger", "zap"]);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("dup log fd"))
+            .stderr(log_file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {what} ({}): {e}", binary.display()));
+        Server { what, child, log, client_url, peer_url, _dir: dir }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_else(|e| format!("<cannot read {}: {e}>", self.log.display()))
+    }
+
+    /// Waits until the server answers a Range, and returns a channel to it. Panics with the
+    /// server's log if it exits or does not answer within [`READY_TIMEOUT`].
+    async fn ready(&mut self) -> Channel {
+        let start = Instant::now();
+        let mut last_err = String::from("no attempt yet");
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                panic!("{} exited early ({status}) before answering; its log:\n{}", self.what, self.log_text());
+            }
+            if start.elapsed() > READY_TIMEOUT {
+                panic!(
+                    "{} did not answer a Range within {READY_TIMEOUT:?} (last error: {last_err}); its log:\n{}",
+                    self.what,
+                    self.log_text()
+                );
+            }
+            match self.probe().await {
+                Ok(channel) => return channel,
+                Err(e) => last_err = e,
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn probe(&self) -> Result<Channel, String> {
+        let endpoint = Channel::from_shared(self.client_url.clone()).map_err(|e| e.to_string())?;
+        let channel = tokio::time::timeout(Duration::from_secs(2), endpoint.connect())
+            .await
+            .map_err(|_| "connect timed out".to_string())?
+            .map_err(|e| format!("connect: {e}"))?;
+        let mut kv = KvClient::new(channel.clone());
+        let probe = RangeRequest { key: Bytes::from_static(b"ready-probe"), ..Default::default() };
+        tokio::time::timeout(Duration::from_secs(2), kv.range(probe))
+            .await
+            .map_err(|_| "range timed out".to_string())?
+            .map_err(|s| format!("range: {:?}: {}", s.code(), s.message()))?;
+        Ok(channel)
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0").local_addr().expect("local_addr").port()
+}
+
+/// The etcd binary: `$ETCD_BIN`, else `/usr/bin/etcd`, else `etcd` on PATH. Panics when none exists.
+fn etcd_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("ETCD_BIN") {
+        return PathBuf::from(p);
+    }
+    let usr = PathBuf::from("/usr/bin/etcd");
+    if usr.is_file() {
+        return usr;
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let p = dir.join("etcd");
+            if p.is_file() {
+                return p;
+            }
+        }
+    }
+    panic!(
+        "etcd not found (looked at $ETCD_BIN, /usr/bin/etcd and PATH): this test compares conflux with a real \
+         etcd 3.4; install the Debian package `etcd-server` (apt-get install etcd-server), or run scripts/test.sh \
+         which installs it"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Normalization
+// ---------------------------------------------------------------------------------------------
+
+/// Zeroes the header fields that differ between any two clusters; keeps the revision.
+fn zero_header(h: &mut Option<ResponseHeader>) {
+    if let Some(h) = h {
+        h.cluster_id = 0;
+        h.member_id = 0;
+        h.raft_term = 0;
+    }
+}
+
+fn zero_txn(t: &mut TxnResponse) {
+    zero_header(&mut t.header);
+    for op in &mut t.responses {
+        zero_op(op);
+    }
+}
+
+fn zero_op(op: &mut ResponseOp) {
+    match &mut op.response {
+        Some(response_op::Response::ResponseRange(r)) => zero_header(&mut r.header),
+        Some(response_op::Response::ResponsePut(r)) => zero_header(&mut r.header),
+        Some(response_op::Response::ResponseDeleteRange(r)) => zero_header(&mut r.header),
+        Some(response_op::Response::ResponseTxn(t)) => zero_txn(t),
+        None => {}
+    }
+}
+
+fn render<T: Debug>(r: Result<T, tonic::Status>) -> String {
+    match r {
+        Ok(v) => format!("{v:?}"),
+        Err(s) => format!("{:?}: {}", s.code(), s.message()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request builders
+// ---------------------------------------------------------------------------------------------
+
+fn b(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+fn put(key: &str, value: &str) -> PutRequest {
+    PutRequest { key: b(key), value: b(value), ..Default::default() }
+}
+
+fn get(key: &str) -> RangeRequest {
+    RangeRequest { key: b(key), ..Default::default() }
+}
+
+fn range(key: &str, end: &str) -> RangeRequest {
+    RangeRequest { key: b(key), range_end: b(end), ..Default::default() }
+}
+
+/// Every key: `\0` to `\0`.
+fn all() -> RangeRequest {
+    range("\0", "\0")
+}
+
+fn sorted(order: SortOrder, target: SortTarget) -> RangeRequest {
+    RangeRequest { sort_order: order as i32, sort_target: target as i32, ..all() }
+}
+
+fn del(key: &str, end: &str, prev_kv: bool) -> DeleteRangeRequest {
+    DeleteRangeRequest { key: b(key), range_end: b(end), prev_kv }
+}
+
+fn op_put(key: &str, value: &str) -> RequestOp {
+    RequestOp { request: Some(request_op::Request::RequestPut(put(key, value))) }
+}
+
+fn op_range(r: RangeRequest) -> RequestOp {
+    RequestOp { request: Some(request_op::Request::RequestRange(r)) }
+}
+
+fn op_del(key: &str, end: &str, prev_kv: bool) -> RequestOp {
+    RequestOp { request: Some(request_op::Request::RequestDeleteRange(del(key, end, prev_kv))) }
+}
+
+fn op_txn(t: TxnRequest) -> RequestOp {
+    RequestOp { request: Some(request_op::Request::RequestTxn(t)) }
+}
+
+fn txn(compare: Vec<Compare>, success: Vec<RequestOp>, failure: Vec<RequestOp>) -> TxnRequest {
+    TxnRequest { compare, success, failure }
+}
+
+fn cmp(key: &str, result: R, target: compare::TargetUnion) -> Compare {
+    let t = match target {
+        compare::TargetUnion::Version(_) => compare::CompareTarget::Version,
+        compare::TargetUnion::CreateRevision(_) => compare::CompareTarget::Create,
+        compare::TargetUnion::ModRevision(_) => compare::CompareTarget::Mod,
+        compare::TargetUnion::Value(_) => compare::CompareTarget::Value,
+        compare::TargetUnion::Lease(_) => compare::CompareTarget::Lease,
+    };
+    Compare {
+        result: result as i32,
+        target: t as i32,
+        key: b(key),
+        target_union: Some(target),
+        range_end: Bytes::new(),
+    }
+}
+
+fn version(v: i64) -> compare::TargetUnion {
+    compare::TargetUnion::Version(v)
+}
+fn create(v: i64) -> compare::TargetUnion {
+    compare::TargetUnion::CreateRevision(v)
+}
+fn modrev(v: i64) -> compare::TargetUnion {
+    compare::TargetUnion::ModRevision(v)
+}
+fn value(v: &str) -> compare::TargetUnion {
+    compare::TargetUnion::Value(b(v))
+}
+fn lease(v: i64) -> compare::TargetUnion {
+    compare::TargetUnion::Lease(v)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The sequence
+// ---------------------------------------------------------------------------------------------
+
+/// Sends requests to one server and records each normalized answer under a step name.
+struct Recorder<'a> {
+    kv: &'a mut KvClient<Channel>,
+    steps: Vec<(String, String)>,
+    /// Header revision of the last successful top-level answer, so later steps can address
+    /// revisions relative to "now" without hard-coding them.
+    rev: i64,
+}
+
+impl Recorder<'_> {
+    async fn range(&mut self, name: &str, req: RangeRequest) {
+        let fut = self.kv.range(req);
+        let r = tokio::time::timeout(REQUEST_TIMEOUT, fut).await;
+        let r = flatten(r).map(|mut r| {
+            zero_header(&mut r.header);
+            r
+        });
+        self.note_rev(r.as_ref().ok().and_then(|r| r.header.as_ref()));
+        self.steps.push((name.to_string(), render(r)));
+    }
+
+    async fn put(&mut self, name: &str, req: PutRequest) {
+        let r = flatten(tokio::time::timeout(REQUEST_TIMEOUT, self.kv.put(req)).await).map(|mut r| {
+            zero_header(&mut r.header);
+            r
+        });
+        self.note_rev(r.as_ref().ok().and_then(|r| r.header.as_ref()));
+        self.steps.push((name.to_string(), render(r)));
+    }
+
+    async fn delete(&mut self, name: &str, req: DeleteRangeRequest) {
+        let r = flatten(tokio::time::timeout(REQUEST_TIMEOUT, self.kv.delete_range(req)).await).map(|mut r| {
+            zero_header(&mut r.header);
+            r
+        });
+        self.note_rev(r.as_ref().ok().and_then(|r| r.header.as_ref()));
+        self.steps.push((name.to_string(), render(r)));
+    }
+
+    async fn txn(&mut self, name: &str, req: TxnRequest) {
+        let r = flatten(tokio::time::timeout(REQUEST_TIMEOUT, self.kv.txn(req)).await).map(|mut r| {
+            zero_txn(&mut r);
+            r
+        });
+        self.note_rev(r.as_ref().ok().and_then(|r| r.header.as_ref()));
+        self.steps.push((name.to_string(), render(r)));
+    }
+
+    async fn compact(&mut self, name: &str, revision: i64, physical: bool) {
+        let req = CompactionRequest { revision, physical };
+        let r = flatten(tokio::time::timeout(REQUEST_TIMEOUT, self.kv.compact(req)).await).map(|mut r| {
+            zero_header(&mut r.header);
+            r
+        });
+        self.note_rev(r.as_ref().ok().and_then(|r| r.header.as_ref()));
+        self.steps.push((name.to_string(), render(r)));
+    }
+
+    fn note_rev(&mut self, h: Option<&ResponseHeader>) {
+        if let Some(h) = h {
+            self.rev = h.revision;
+        }
+    }
+
+    fn record(&mut self, name: &str, text: String) {
+        self.steps.push((name.to_string(), text));
+    }
+}
+
+fn flatten<T>(
+    r: Result<Result<tonic::Response<T>, tonic::Status>, tokio::time::error::Elapsed>,
+) -> Result<T, tonic::Status> {
+    match r {
+        Ok(r) => r.map(tonic::Response::into_inner),
+        Err(_) => Err(tonic::Status::deadline_exceeded(format!("no answer within {REQUEST_TIMEOUT:?}"))),
+    }
+}
+
+/// Runs the whole request sequence against one server and returns `(step, answer)` pairs.
+/// The sequence only depends on earlier answers through header revisions, so two servers that
+/// behave alike get the same requests.
+async fn run_sequence(kv: &mut KvClient<Channel>) -> Vec<(String, String)> {
+    let mut s = Recorder { kv, steps: Vec::new(), rev: 0 };
+
+    // --- Puts and point reads -----------------------------------------------------------------
+    s.range("range on the empty store", get("a")).await;
+    s.put("put new key a=1", put("a", "1")).await;
+    s.put("put overwrite a=2 with prev_kv", PutRequest { prev_kv: true, ..put("a", "2") }).await;
+    s.put("put new key b with prev_kv (no previous)", PutRequest { prev_kv: true, ..put("b", "bee") }).await;
+    for (k, v) in [
+        ("c", "3"),
+        ("foo", "f0"),
+        ("foo/1", "f1"),
+        ("foo/2", "f2"),
+        ("foo0", "g"),
+        ("z", "zz"),
+        ("a", "3"),
+        ("foo/1", "f1b"),
+        ("c", "0"),
+        ("foo/1", "f1c"),
+    ] {
+        s.put(&format!("put {k}={v}"), put(k, v)).await;
+    }
+    s.put("put binary key ff01", PutRequest { key: Bytes::from_static(b"\xff\x01"), ..put("", "bin") }).await;
+    s.put("put same value again still bumps version", put("z", "zz")).await;
+    s.range("get single key a", get("a")).await;
+    s.range("get missing key", get("nope")).await;
+    s.range("get key that sorts between existing keys", get("bb")).await;
+
+    // --- Ranges -------------------------------------------------------------------------------
+    s.range("range [a, c)", range("a", "c")).await;
+    s.range("range [a, foo] end is exclusive", range("a", "foo")).await;
+    s.range("prefix range foo/", range("foo/", "foo0")).await;
+    s.range("range from foo/ to \\0 (all keys >= foo/)", range("foo/", "\0")).await;
+    s.range("range all keys \\0..\\0", all()).await;
+    s.range("range with range_end before key (empty)", range("z", "a")).await;
+    s.range("range with range_end equal to key (empty)", range("c", "c")).await;
+    s.range("limit 2 sets more", RangeRequest { limit: 2, ..all() }).await;
+    s.range("limit equal to key count", RangeRequest { limit: 8, ..all() }).await;
+    s.range("limit above key count", RangeRequest { limit: 100, ..all() }).await;
+    s.range("limit 1 on a single key", RangeRequest { limit: 1, ..get("a") }).await;
+    s.range("count_only", RangeRequest { count_only: true, ..all() }).await;
+    s.range("count_only with limit", RangeRequest { count_only: true, limit: 2, ..all() }).await;
+    s.range("count_only on a missing key", RangeRequest { count_only: true, ..get("nope") }).await;
+    s.range("keys_only prefix", RangeRequest { keys_only: true, ..range("foo/", "foo0") }).await;
+    s.range("keys_only with limit", RangeRequest { keys_only: true, limit: 3, ..all() }).await;
+    s.range("keys_only and count_only", RangeRequest { keys_only: true, count_only: true, ..all() }).await;
+
+    // --- Sorting ------------------------------------------------------------------------------
+    for order in [SortOrder::Ascend, SortOrder::Descend] {
+        for target in [SortTarget::Key, SortTarget::Version, SortTarget::Create, SortTarget::Mod, SortTarget::Value] {
+            s.range(&format!("sort {order:?} by {target:?}"), sorted(order, target)).await;
+        }
+    }
+    s.range("sort order NONE target KEY (key order)", sorted(SortOrder::None, SortTarget::Key)).await;
+    s.range("sort order NONE target VALUE (defaults to ascend)", sorted(SortOrder::None, SortTarget::Value)).await;
+    s.range("sort order NONE target MOD (defaults to ascend)", sorted(SortOrder::None, SortTarget::Mod)).await;
+    s.range(
+        "sort descend by key with limit 3",
+        RangeRequest { limit: 3, ..sorted(SortOrder::Descend, SortTarget::Key) },
+    )
+    .await;
+    s.range(
+        "sort descend by mod with limit 2",
+        RangeRequest { limit: 2, ..sorted(SortOrder::Descend, SortTarget::Mod) },
+    )
+    .await;
+    s.range(
+        "sort ascend by version with limit 4 keys_only",
+        RangeRequest { limit: 4, keys_only: true, ..sorted(SortOrder::Ascend, SortTarget::Version) },
+    )
+    .await;
+    s.range(
+        "sort on a prefix, descend by create",
+        RangeRequest {
+            sort_order: SortOrder::Descend as i32,
+            sort_target: SortTarget::Create as i32,
+            ..range("foo", "foo0")
+        },
+    )
+    .await;
+
+    // --- Serializable reads -------------------------------------------------------------------
+    s.range("serializable get a", RangeRequest { serializable: true, ..get("a") }).await;
+    s.range("serializable range all", RangeRequest { serializable: true, ..all() }).await;
+    s.range("serializable count_only", RangeRequest { serializable: true, count_only: true, ..all() }).await;
+
+    // --- Revision reads -----------------------------------------------------------------------
+    s.range("current revision probe", get("a")).await;
+    let now = s.rev;
+    s.range("get a at revision 2", RangeRequest { revision: 2, ..get("a") }).await;
+    s.range("get a at revision 3", RangeRequest { revision: 3, ..get("a") }).await;
+    s.range("get a at revision 1 (before it existed)", RangeRequest { revision: 1, ..get("a") }).await;
+    s.range("range all at revision 5", RangeRequest { revision: 5, ..all() }).await;
+    s.range(
+        "range all at revision 9 sorted by value",
+        RangeRequest { revision: 9, ..sorted(SortOrder::Descend, SortTarget::Value) },
+    )
+    .await;
+    s.range("range all at the current revision", RangeRequest { revision: now, ..all() }).await;
+    s.range("get at future revision (now+1)", RangeRequest { revision: now + 1, ..get("a") }).await;
+    s.range("get at far future revision", RangeRequest { revision: now + 1000, ..get("a") }).await;
+    s.range("serializable get at future revision", RangeRequest { revision: now + 1, serializable: true, ..get("a") })
+        .await;
+    s.range("count_only at revision 6", RangeRequest { revision: 6, count_only: true, ..all() }).await;
+    s.range("limit 1 at revision 6", RangeRequest { revision: 6, limit: 1, ..all() }).await;
+
+    // --- Revision filters ---------------------------------------------------------------------
+    s.range("min_mod_revision 10", RangeRequest { min_mod_revision: 10, ..all() }).await;
+    s.range("max_mod_revision 6", RangeRequest { max_mod_revision: 6, ..all() }).await;
+    s.range("min_create_revision 6", RangeRequest { min_create_revision: 6, ..all() }).await;
+    s.range("max_create_revision 5", RangeRequest { max_create_revision: 5, ..all() }).await;
+    s.range("min and max mod revision window", RangeRequest { min_mod_revision: 5, max_mod_revision: 10, ..all() })
+        .await;
+    s.range("min/max create revision window", RangeRequest { min_create_revision: 3, max_create_revision: 7, ..all() })
+        .await;
+    s.range("min_mod_revision with limit 1", RangeRequest { min_mod_revision: 6, limit: 1, ..all() }).await;
+    s.range("min_mod_revision with count_only", RangeRequest { min_mod_revision: 10, count_only: true, ..all() }).await;
+    s.range("max_mod_revision with keys_only", RangeRequest { max_mod_revision: 8, keys_only: true, ..all() }).await;
+    s.range("min_mod_revision at past revision 8", RangeRequest { min_mod_revision: 6, revision: 8, ..all() }).await;
+
+    // --- Deletes ------------------------------------------------------------------------------
+    s.delete("delete single key b", del("b", "", false)).await;
+    s.range("get deleted key b", get("b")).await;
+    s.delete("delete missing key (no revision bump)", del("b", "", false)).await;
+    s.delete("delete missing key with prev_kv", del("nope", "", true)).await;
+    s.range("get b at a revision before the delete", RangeRequest { revision: 4, ..get("b") }).await;
+    s.put("put b again after delete (version 1, new create)", PutRequest { prev_kv: true, ..put("b", "again") }).await;
+    s.delete("delete prefix foo/ with prev_kv", del("foo/", "foo0", true)).await;
+    s.delete("delete range from y to \\0 with prev_kv", del("y", "\0", true)).await;
+    s.delete("delete single key with prev_kv", del("foo0", "", true)).await;
+    s.delete("delete empty range (end before key)", del("z", "a", false)).await;
+    s.range("range all after deletes", all()).await;
+    s.range("prefix foo/ at revision before its delete", RangeRequest { revision: 15, ..range("foo/", "foo0") }).await;
+    for (k, v) in [("p/1", "one"), ("p/2", "two"), ("p/3", "three"), ("q", "queue")] {
+        s.put(&format!("put {k}={v}"), put(k, v)).await;
+    }
+
+    // --- Txn: compares ------------------------------------------------------------------------
+    s.range("state of a before txns", get("a")).await;
+    s.txn("txn with no compares takes success", txn(vec![], vec![op_put("t1", "v")], vec![op_put("t1", "w")])).await;
+    s.txn(
+        "txn value equal: success",
+        txn(vec![cmp("a", R::Equal, value("3"))], vec![op_put("t2", "ok")], vec![op_put("t2", "bad")]),
+    )
+    .await;
+    s.txn(
+        "txn value equal: failure branch",
+        txn(vec![cmp("a", R::Equal, value("nope"))], vec![op_put("t2", "bad")], vec![op_range(get("a"))]),
+    )
+    .await;
+    s.txn("txn value greater", txn(vec![cmp("a", R::Greater, value("2"))], vec![op_range(get("t2"))], vec![])).await;
+    s.txn("txn value greater fails", txn(vec![cmp("a", R::Greater, value("4"))], vec![], vec![op_range(get("t2"))]))
+        .await;
+    s.txn("txn value less", txn(vec![cmp("a", R::Less, value("30"))], vec![op_range(get("a"))], vec![])).await;
+    s.txn("txn value less fails", txn(vec![cmp("a", R::Less, value("3"))], vec![op_range(get("a"))], vec![])).await;
+    s.txn("txn value not equal", txn(vec![cmp("a", R::NotEqual, value("2"))], vec![op_put("t3", "x")], vec![])).await;
+    s.txn("txn value not equal fails", txn(vec![cmp("a", R::NotEqual, value("3"))], vec![op_put("t3", "y")], vec![]))
+        .await;
+    s.txn("txn version equal", txn(vec![cmp("a", R::Equal, version(3))], vec![op_range(get("a"))], vec![])).await;
+    s.txn("txn version equal fails", txn(vec![cmp("a", R::Equal, version(2))], vec![], vec![op_range(get("a"))])).await;
+    s.txn("txn version greater", txn(vec![cmp("a", R::Greater, version(2))], vec![op_range(get("c"))], vec![])).await;
+    s.txn("txn version less", txn(vec![cmp("a", R::Less, version(3))], vec![], vec![op_range(get("c"))])).await;
+    s.txn("txn version not equal", txn(vec![cmp("a", R::NotEqual, version(1))], vec![op_range(get("c"))], vec![]))
+        .await;
+    s.txn("txn create equal", txn(vec![cmp("a", R::Equal, create(2))], vec![op_put("t4", "c2")], vec![])).await;
+    s.txn("txn create greater fails", txn(vec![cmp("a", R::Greater, create(2))], vec![], vec![op_put("t4", "c3")]))
+        .await;
+    s.txn("txn create less", txn(vec![cmp("a", R::Less, create(3))], vec![op_range(get("t4"))], vec![])).await;
+    s.txn("txn create not equal fails", txn(vec![cmp("a", R::NotEqual, create(2))], vec![], vec![])).await;
+    s.txn("txn mod equal", txn(vec![cmp("a", R::Equal, modrev(11))], vec![op_range(get("a"))], vec![])).await;
+    s.txn("txn mod greater", txn(vec![cmp("a", R::Greater, modrev(10))], vec![op_range(get("a"))], vec![])).await;
+    s.txn("txn mod less fails", txn(vec![cmp("a", R::Less, modrev(11))], vec![], vec![op_range(get("a"))])).await;
+    s.txn("txn mod not equal", txn(vec![cmp("a", R::NotEqual, modrev(3))], vec![op_put("t5", "m")], vec![])).await;
+    s.txn("txn lease equal 0", txn(vec![cmp("a", R::Equal, lease(0))], vec![op_range(get("a"))], vec![])).await;
+    s.txn("txn lease greater fails", txn(vec![cmp("a", R::Greater, lease(0))], vec![], vec![])).await;
+    s.txn(
+        "txn several compares all hold",
+        txn(
+            vec![cmp("a", R::Equal, value("3")), cmp("c", R::Equal, version(2)), cmp("q", R::Greater, create(1))],
+            vec![op_put("t6", "all")],
+            vec![op_put("t6", "notall")],
+        ),
+    )
+    .await;
+    s.txn(
+        "txn several compares one fails",
+        txn(
+            vec![cmp("a", R::Equal, value("3")), cmp("c", R::Equal, version(7))],
+            vec![op_put("t6", "all")],
+            vec![op_put("t6", "notall")],
+        ),
+    )
+    .await;
+
+    // Missing keys: version, create, mod and lease compare against 0; value compares fail.
+    s.txn(
+        "txn create-if-absent (version == 0 on a missing key)",
+        txn(vec![cmp("lock", R::Equal, version(0))], vec![op_put("lock", "me")], vec![op_range(get("lock"))]),
+    )
+    .await;
+    s.txn(
+        "txn create-if-absent again (now present)",
+        txn(vec![cmp("lock", R::Equal, version(0))], vec![op_put("lock", "you")], vec![op_range(get("lock"))]),
+    )
+    .await;
+    s.txn(
+        "txn create == 0 on a missing key",
+        txn(vec![cmp("missing", R::Equal, create(0))], vec![op_range(get("missing"))], vec![]),
+    )
+    .await;
+    s.txn("txn mod < 5 on a missing key", txn(vec![cmp("missing", R::Less, modrev(5))], vec![], vec![])).await;
+    s.txn("txn value == \"\" on a missing key", txn(vec![cmp("missing", R::Equal, value(""))], vec![], vec![])).await;
+    s.txn("txn value != \"x\" on a missing key", txn(vec![cmp("missing", R::NotEqual, value("x"))], vec![], vec![]))
+        .await;
+
+    // Compares over a range.
+    let cmp_over = |key: &str, end: &str, result: R, target: compare::TargetUnion| Compare {
+        range_end: b(end),
+        ..cmp(key, result, target)
+    };
+    s.txn(
+        "txn range compare: every p/ key has version 1",
+        txn(vec![cmp_over("p/", "p0", R::Equal, version(1))], vec![op_range(range("p/", "p0"))], vec![]),
+    )
+    .await;
+    s.put("put p/2 again (version 2)", put("p/2", "two!")).await;
+    s.txn(
+        "txn range compare: one p/ key has version 2",
+        txn(vec![cmp_over("p/", "p0", R::Equal, version(1))], vec![], vec![op_range(range("p/", "p0"))]),
+    )
+    .await;
+    s.txn(
+        "txn range compare: value greater over range",
+        txn(vec![cmp_over("p/", "p0", R::Greater, value("o"))], vec![op_put("t7", "yes")], vec![op_put("t7", "no")]),
+    )
+    .await;
+    s.txn(
+        "txn range compare: mod less than now+1 over \\0..\\0",
+        txn(
+            vec![cmp_over("\0", "\0", R::Less, modrev(1_000_000))],
+            vec![op_range(RangeRequest { count_only: true, ..all() })],
+            vec![],
+        ),
+    )
+    .await;
+    s.txn(
+        "txn range compare over an empty range (version == 0)",
+        txn(vec![cmp_over("x/", "x0", R::Equal, version(0))], vec![op_range(range("x/", "x0"))], vec![]),
+    )
+    .await;
+    s.txn(
+        "txn range compare over an empty range (value)",
+        txn(vec![cmp_over("x/", "x0", R::Equal, value(""))], vec![op_range(range("x/", "x0"))], vec![]),
+    )
+    .await;
+
+    // --- Txn: operations ----------------------------------------------------------------------
+    s.txn(
+        "txn put then range the same key sees the write",
+        txn(vec![], vec![op_put("t8", "new"), op_range(get("t8"))], vec![]),
+    )
+    .await;
+    s.txn(
+        "txn range before put sees the old value",
+        txn(vec![], vec![op_range(get("t8")), op_put("t8", "newer"), op_range(get("t8"))], vec![]),
+    )
+    .await;
+    s.txn(
+        "txn delete with prev_kv then range",
+        txn(vec![], vec![op_del("t1", "t3", true), op_range(range("t", "u"))], vec![]),
+    )
+    .await;
+    s.txn(
+        "txn mixed ops: put, delete, range with options",
+        txn(
+            vec![cmp("a", R::Equal, value("3"))],
+            vec![
+                RequestOp {
+                    request: Some(request_op::Request::RequestPut(PutRequest { prev_kv: true, ..put("a", "4") })),
+                },
+                op_del("t5", "", false),
+                op_range(RangeRequest { limit: 2, ..range("p/", "p0") }),
+                op_range(RangeRequest { count_only: true, ..all() }),
+                op_range(RangeRequest { keys_only: true, ..sorted(SortOrder::Descend, SortTarget::Mod) }),
+            ],
+            vec![],
+        ),
+    )
+    .await;
+    s.txn(
+        "txn read-only does not bump the revision",
+        txn(vec![cmp("a", R::Equal, value("4"))], vec![op_range(get("a")), op_range(get("nope"))], vec![]),
+    )
+    .await;
+    s.txn("txn with a failing compare and no ops", txn(vec![cmp("a", R::Equal, value("zzz"))], vec![], vec![])).await;
+    s.txn("txn delete of a missing key", txn(vec![], vec![op_del("nope", "", true)], vec![])).await;
+    s.txn(
+        "txn range at a past revision",
+        txn(vec![], vec![op_range(RangeRequest { revision: 3, ..get("a") })], vec![]),
+    )
+    .await;
+    s.range("current revision probe 2", get("a")).await;
+    let now = s.rev;
+    s.txn(
+        "txn range at a future revision",
+        txn(vec![], vec![op_range(RangeRequest { revision: now + 5, ..get("a") })], vec![]),
+    )
+    .await;
+    s.txn(
+        "txn range at a future revision in the untaken branch",
+        txn(vec![], vec![op_range(get("a"))], vec![op_range(RangeRequest { revision: now + 5, ..get("a") })]),
+    )
+    .await;
+    s.txn(
+        "txn nested txn",
+        txn(
+            vec![cmp("a", R::Equal, value("4"))],
+            vec![
+                op_put("n1", "outer"),
+                op_txn(txn(
+                    vec![cmp("n2", R::Equal, version(0))],
+                    vec![op_put("n2", "inner"), op_range(get("n1"))],
+                    vec![op_put("n3", "inner-else")],
+                )),
+                op_range(range("n", "o")),
+            ],
+            vec![],
+        ),
+    )
+    .await;
+    s.txn(
+        "txn nested txn takes its failure branch",
+        txn(
+            vec![],
+            vec![op_txn(txn(
+                vec![cmp("n2", R::Equal, version(0))],
+                vec![op_put("n4", "then")],
+                vec![op_put("n3", "else"), op_del("n1", "", true)],
+            ))],
+            vec![],
+        ),
+    )
+    .await;
+    s.txn("txn put the same key twice", txn(vec![], vec![op_put("d", "1"), op_put("d", "2")], vec![])).await;
+    s.txn(
+        "txn put the same key twice in the failure branch",
+        txn(vec![], vec![], vec![op_put("d", "1"), op_put("d", "2")]),
+    )
+    .await;
+    s.txn("txn put and delete the same key", txn(vec![], vec![op_put("d", "1"), op_del("d", "", false)], vec![])).await;
+    s.txn("txn put inside a deleted range", txn(vec![], vec![op_del("c", "e", false), op_put("d", "1")], vec![])).await;
+    s.txn("txn two overlapping deletes", txn(vec![], vec![op_del("t", "u", true), op_del("t7", "", true)], vec![]))
+        .await;
+    s.txn(
+        "txn same key put in success and in failure",
+        txn(vec![cmp("a", R::Equal, value("4"))], vec![op_put("e", "s")], vec![op_put("e", "f")]),
+    )
+    .await;
+    s.txn(
+        "txn nested put duplicates an outer put",
+        txn(vec![], vec![op_put("e", "outer"), op_txn(txn(vec![], vec![op_put("e", "inner")], vec![]))], vec![]),
+    )
+    .await;
+    s.txn(
+        "txn nested then/else put the same key (allowed)",
+        txn(vec![], vec![op_txn(txn(vec![], vec![op_put("e", "then")], vec![op_put("e", "else")]))], vec![]),
+    )
+    .await;
+    s.txn("txn op with an empty key", txn(vec![], vec![op_put("", "v")], vec![])).await;
+    s.txn("txn range op with an empty key", txn(vec![], vec![op_range(get(""))], vec![])).await;
+    s.txn("txn compare with an empty key", txn(vec![cmp("", R::Equal, version(0))], vec![op_range(get("a"))], vec![]))
+        .await;
+    let ops = |n: usize| (0..n).map(|i| op_put(&format!("o/{i}"), "v")).collect::<Vec<_>>();
+    s.txn(&format!("txn with {MAX_TXN_OPS} ops (the limit)"), txn(vec![], ops(MAX_TXN_OPS), vec![])).await;
+    s.txn(&format!("txn with {} success ops", MAX_TXN_OPS + 1), txn(vec![], ops(MAX_TXN_OPS + 1), vec![])).await;
+    s.txn(&format!("txn with {} failure ops", MAX_TXN_OPS + 1), txn(vec![], vec![], ops(MAX_TXN_OPS + 1))).await;
+    let cmps = (0..=MAX_TXN_OPS).map(|i| cmp(&format!("o/{i}"), R::Greater, version(-1))).collect::<Vec<_>>();
+    s.txn(&format!("txn with {} compares", MAX_TXN_OPS + 1), txn(cmps, vec![], vec![])).await;
+    s.txn(
+        "txn nested ops count separately toward the limit",
+        txn(vec![], vec![op_txn(txn(vec![], ops(MAX_TXN_OPS - 1), vec![])), op_put("o/x", "v")], vec![]),
+    )
+    .await;
+
+    // --- Put options --------------------------------------------------------------------------
+    s.put("put ignore_value on a missing key", PutRequest { ignore_value: true, ..put("ghost", "") }).await;
+    s.put(
+        "put ignore_value on an existing key with prev_kv",
+        PutRequest { ignore_value: true, prev_kv: true, ..put("a", "") },
+    )
+    .await;
+    s.range("get a after ignore_value (value kept, version bumped)", get("a")).await;
+    s.put("put ignore_value with a value", PutRequest { ignore_value: true, ..put("a", "x") }).await;
+    s.put("put ignore_lease on an existing key", PutRequest { ignore_lease: true, ..put("a", "5") }).await;
+    s.put("put ignore_lease on a missing key", PutRequest { ignore_lease: true, ..put("ghost", "5") }).await;
+    s.put("put ignore_lease with a lease", PutRequest { ignore_lease: true, lease: 7, ..put("a", "5") }).await;
+    s.put("put with an unknown lease", PutRequest { lease: 123_456, ..put("a", "6") }).await;
+    s.put("put with an empty value", put("empty", "")).await;
+    s.range("get a key with an empty value", get("empty")).await;
+    s.txn(
+        "txn compare value \"\" on a key with an empty value",
+        txn(vec![cmp("empty", R::Equal, value(""))], vec![], vec![]),
+    )
+    .await;
+
+    // --- Empty keys ---------------------------------------------------------------------------
+    s.put("put with an empty key", put("", "v")).await;
+    s.range("range with an empty key", get("")).await;
+    s.range("range with an empty key and a range_end", range("", "z")).await;
+    s.delete("delete with an empty key", del("", "", false)).await;
+    s.delete("delete with an empty key and a range_end", del("", "\0", true)).await;
+
+    // --- Request size -------------------------------------------------------------------------
+    let under = "u".repeat(MAX_REQUEST_BYTES - 1000);
+    let over = "o".repeat(MAX_REQUEST_BYTES * 2);
+    s.put("put just under --max-request-bytes", put("big", &under)).await;
+    s.range("keys_only get of the big key", RangeRequest { keys_only: true, ..get("big") }).await;
+    s.put("put larger than --max-request-bytes", put("big", &over)).await;
+    s.txn("txn putting more than --max-request-bytes", txn(vec![], vec![op_put("big", &over)], vec![])).await;
+    s.range("big key unchanged after the refused puts", RangeRequest { keys_only: true, ..get("big") }).await;
+    s.delete("delete the big key", del("big", "", false)).await;
+
+    // --- Compaction ---------------------------------------------------------------------------
+    s.range("current revision probe 3", get("a")).await;
+    let now = s.rev;
+    let at = now - 10;
+    s.compact("compact to now-10 (physical)", at, true).await;
+    s.range("range all below the compacted revision", RangeRequest { revision: at - 1, ..all() }).await;
+    s.range("get at revision 1 after compaction", RangeRequest { revision: 1, ..get("a") }).await;
+    s.range("range all at the compacted revision", RangeRequest { revision: at, ..all() }).await;
+    s.range("count_only at the compacted revision", RangeRequest { revision: at, count_only: true, ..all() }).await;
+    s.range("range all at the current revision after compaction", all()).await;
+    s.range(
+        "serializable read below the compacted revision",
+        RangeRequest { revision: at - 1, serializable: true, ..get("a") },
+    )
+    .await;
+    s.txn(
+        "txn range below the compacted revision",
+        txn(vec![], vec![op_range(RangeRequest { revision: at - 1, ..get("a") })], vec![]),
+    )
+    .await;
+    s.compact("compact to the same revision again", at, false).await;
+    s.compact("compact to a lower revision", at - 3, false).await;
+    s.compact("compact to a future revision", now + 10, false).await;
+    s.compact("compact to now+1", now + 1, false).await;
+    s.put("put after compaction", put("a", "7")).await;
+    s.compact("compact to the current revision", s.rev, true).await;
+    s.range("get a at its own mod revision (the compacted revision)", RangeRequest { revision: s.rev, ..get("a") })
+        .await;
+    s.range("range all at the previous revision (compacted)", RangeRequest { revision: s.rev - 1, ..all() }).await;
+    s.put("put a after compacting to the head", PutRequest { prev_kv: true, ..put("a", "8") }).await;
+    s.range("versions and create revisions survive compaction", all()).await;
+
+    // --- Final state --------------------------------------------------------------------------
+    s.range("final: every key", all()).await;
+    s.range(
+        "final: every key, serializable, descending by version",
+        RangeRequest { serializable: true, ..sorted(SortOrder::Descend, SortTarget::Version) },
+    )
+    .await;
+    s.record("final: revision", s.rev.to_string());
+    s.steps
+}
+
+/// Answers of the Cluster and Maintenance services, reduced to what two clusters share.
+async fn cluster_answers(channel: Channel, server: &Server) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let urls = |v: &[String]| {
+        v.iter()
+            .map(|u| u.replace(&server.client_url, "<client-url>").replace(&server.peer_url, "<peer-url>"))
+            .collect::<Vec<_>>()
+    };
+    let mut cluster = ClusterClient::new(channel.clone());
+    let members = tokio::time::timeout(REQUEST_TIMEOUT, cluster.member_list(MemberListRequest { linearizable: false }));
+    let text = match flatten(members.await) {
+        Ok(r) => {
+            let header_member = r.header.as_ref().map_or(0, |h| h.member_id);
+            let header_cluster = r.header.as_ref().map_or(0, |h| h.cluster_id);
+            let members = r
+                .members
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{{name: {:?}, id_is_header_member: {}, id_nonzero: {}, peer_urls: {:?}, client_urls: {:?}, \
+                         is_learner: {}}}",
+                        m.name,
+                        m.id == header_member,
+                        m.id != 0,
+                        urls(&m.peer_ur_ls),
+                        urls(&m.client_ur_ls),
+                        m.is_learner
+                    )
+                })
+                .collect::<Vec<_>>();
+            format!("cluster_id_nonzero: {}, members: {members:?}", header_cluster != 0)
+        }
+        Err(e) => render::<()>(Err(e)),
+    };
+    out.push(("member list".to_string(), text));
+
+    let mut maintenance = MaintenanceClient::new(channel.clone());
+    let status = tokio::time::timeout(REQUEST_TIMEOUT, maintenance.status(StatusRequest {}));
+    let text = match flatten(status.await) {
+        Ok(r) => {
+            let h = r.header.unwrap_or_default();
+            format!(
+                "revision: {}, leader_is_self: {}, leader_nonzero: {}, raft_term_matches_header: {}, errors: {:?}, \
+                 is_learner: {}, raft_index_nonzero: {}, db_size_nonzero: {}",
+                h.revision,
+                r.leader == h.member_id,
+                r.leader != 0,
+                r.raft_term == h.raft_term,
+                r.errors,
+                r.is_learner,
+                r.raft_index != 0,
+                r.db_size != 0
+            )
+        }
+        Err(e) => render::<()>(Err(e)),
+    };
+    out.push(("status".to_string(), text));
+
+    let mut kv = KvClient::new(channel);
+    let r = flatten(tokio::time::timeout(REQUEST_TIMEOUT, kv.range(get("a"))).await);
+    let text = match r {
+        Ok(r) => {
+            let h = r.header.unwrap_or_default();
+            format!(
+                "cluster_id_nonzero: {}, member_id_nonzero: {}, raft_term_nonzero: {}",
+                h.cluster_id != 0,
+                h.member_id != 0,
+                h.raft_term != 0
+            )
+        }
+        Err(e) => render::<()>(Err(e)),
+    };
+    out.push(("kv response header identifies the member".to_string(), text));
+    out
+}
+
+fn compare_answers(etcd: &[(String, String)], conflux: &[(String, String)]) {
+    let mut diffs = Vec::new();
+    for (i, ((step, e), (step_c, c))) in etcd.iter().zip(conflux).enumerate() {
+        assert_eq!(step, step_c, "the two runs diverged in their step lists at #{i}");
+        if e != c {
+            diffs.push(format!("step #{i} `{step}`:\n    etcd:    {e}\n    conflux: {c}"));
+        }
+    }
+    assert_eq!(etcd.len(), conflux.len(), "the two runs recorded different numbers of steps");
+    assert!(diffs.is_empty(), "conflux differs from etcd on {} step(s):\n{}", diffs.len(), diffs.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conflux_answers_like_etcd() {
+    let started = Instant::now();
+    let etcd_bin = etcd_binary();
+    let mut etcd = Server::start("etcd", &etcd_bin);
+    let mut conflux = Server::start("conflux", Path::new(env!("CARGO_BIN_EXE_conflux")));
+    let (etcd_channel, conflux_channel) = tokio::join!(etcd.ready(), conflux.ready());
+    eprintln!("both servers ready after {:?}", started.elapsed());
+
+    let mut etcd_kv = KvClient::new(etcd_channel.clone());
+    let mut conflux_kv = KvClient::new(conflux_channel.clone());
+    let (etcd_steps, conflux_steps) = tokio::join!(run_sequence(&mut etcd_kv), run_sequence(&mut conflux_kv));
+    let (etcd_cluster, conflux_cluster) =
+        tokio::join!(cluster_answers(etcd_channel, &etcd), cluster_answers(conflux_channel, &conflux));
+    eprintln!("{} steps run after {:?}", etcd_steps.len(), started.elapsed());
+
+    let etcd_all: Vec<_> = etcd_steps.into_iter().chain(etcd_cluster).collect();
+    let conflux_all: Vec<_> = conflux_steps.into_iter().chain(conflux_cluster).collect();
+    if std::env::var_os("ETCD_COMPAT_DUMP").is_some() {
+        for ((step, e), (_, c)) in etcd_all.iter().zip(&conflux_all) {
+            eprintln!("{step}\n    etcd:    {e}\n    conflux: {c}");
+        }
+    }
+    compare_answers(&etcd_all, &conflux_all);
+}
