@@ -36,6 +36,8 @@ use crate::types::{ApplyResult, LogStore, Member, TypeConfig};
 
 /// gRPC framing allowance on top of `--max-request-bytes` (as etcd allows).
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+/// Room for an entry's own fields on top of the request it carries.
+const ENTRY_OVERHEAD_BYTES: usize = 64 * 1024;
 
 /// Why the node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -162,7 +164,13 @@ impl Core {
 
     /// Commit `req` through the leader; its answer and the term it committed in.
     pub async fn write(&self, req: WriteRequest) -> Result<(WriteResponse, u64), Status> {
-        let (result, term) = self.forward(ForwardRequest::Write(req)).await?;
+        self.metrics.proposals_pending.inc();
+        let r = self.forward(ForwardRequest::Write(req)).await;
+        self.metrics.proposals_pending.dec();
+        if r.is_err() {
+            self.metrics.proposals_failed.inc();
+        }
+        let (result, term) = r?;
         match result {
             ApplyResult::Write(Ok(resp)) => Ok((resp, term)),
             ApplyResult::Write(Err(e)) => Err(convert::mvcc_status(&e)),
@@ -437,7 +445,9 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
 
     let log_config = conflux_engine::Config {
         segment_bytes: cfg.segment_bytes,
-        max_entry_bytes: (cfg.max_request_bytes + GRPC_OVERHEAD_BYTES).max(16 << 20),
+        // A proposed request is at most --max-request-bytes encoded; the entry adds its log id
+        // and framing (the configuration checks segments have room for this).
+        max_entry_bytes: cfg.max_request_bytes + ENTRY_OVERHEAD_BYTES,
         ..Default::default()
     };
     let log =
