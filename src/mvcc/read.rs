@@ -94,15 +94,18 @@ impl Store {
 }
 
 fn sort(kvs: &mut [KeyValue], target: SortTarget, order: SortOrder) {
-    // Stable sorts, so equal targets keep key order, as etcd's do.
-    match target {
-        SortTarget::Key => {}
-        SortTarget::Version => kvs.sort_by_key(|kv| kv.version),
-        SortTarget::Create => kvs.sort_by_key(|kv| kv.create_revision),
-        SortTarget::Mod => kvs.sort_by_key(|kv| kv.mod_revision),
-        SortTarget::Value => kvs.sort_by(|a, b| a.value.cmp(&b.value)),
-    }
-    if order == SortOrder::Descend {
-        kvs.reverse();
+    // Stable sorts with the comparison itself reversed for descending order, so keys with equal
+    // targets stay in ascending key order either way, as etcd's answers have them.
+    let cmp = |a: &KeyValue, b: &KeyValue| match target {
+        SortTarget::Key => a.key.cmp(&b.key),
+        SortTarget::Version => a.version.cmp(&b.version),
+        SortTarget::Create => a.create_revision.cmp(&b.create_revision),
+        SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
+        SortTarget::Value => a.value.cmp(&b.value),
+    };
+    match order {
+        SortOrder::Descend => kvs.sort_by(|a, b| cmp(b, a)),
+        _ if target == SortTarget::Key => {}
+        _ => kvs.sort_by(cmp),
     }
 }

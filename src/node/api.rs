@@ -51,31 +51,44 @@ fn empty_key(key: &[u8]) -> Result<(), Status> {
     Ok(())
 }
 
-/// etcd's request checks for a transaction's operations (recursively), before anything is
-/// proposed.
-fn check_ops(ops: &[pb::RequestOp], max_ops: usize) -> Result<(), Status> {
-    use pb::request_op::Request as R;
-    for op in ops {
-        match &op.request {
-            Some(R::RequestRange(r)) => empty_key(&r.key)?,
-            Some(R::RequestPut(r)) => empty_key(&r.key)?,
-            Some(R::RequestDeleteRange(r)) => empty_key(&r.key)?,
-            Some(R::RequestTxn(t)) => check_txn(t, max_ops)?,
-            None => {}
-        }
+/// etcd's checks of a put before it is proposed.
+fn check_put(p: &pb::PutRequest) -> Result<(), Status> {
+    empty_key(&p.key)?;
+    if p.ignore_value && !p.value.is_empty() {
+        return Err(Status::invalid_argument("etcdserver: value is provided"));
+    }
+    if p.ignore_lease && p.lease != 0 {
+        return Err(Status::invalid_argument("etcdserver: lease is provided"));
+    }
+    // The node grants no leases yet (the Lease service is not served), so a put naming one names
+    // a lease that does not exist: refused as etcd refuses an unknown lease.
+    if p.lease != 0 {
+        return Err(convert::mvcc_status(&crate::mvcc::MvccError::LeaseNotFound));
     }
     Ok(())
 }
 
+/// etcd's checks of a transaction before it is proposed: a nested transaction gets only the
+/// operation budget its parent leaves (`max_ops` minus the parent's largest list).
 fn check_txn(t: &pb::TxnRequest, max_ops: usize) -> Result<(), Status> {
-    if t.compare.len() > max_ops || t.success.len() > max_ops || t.failure.len() > max_ops {
+    use pb::request_op::Request as R;
+    let used = t.compare.len().max(t.success.len()).max(t.failure.len());
+    if used > max_ops {
         return Err(Status::invalid_argument("etcdserver: too many operations in txn request"));
     }
     for c in &t.compare {
         empty_key(&c.key)?;
     }
-    check_ops(&t.success, max_ops)?;
-    check_ops(&t.failure, max_ops)
+    for op in t.success.iter().chain(&t.failure) {
+        match &op.request {
+            Some(R::RequestRange(r)) => empty_key(&r.key)?,
+            Some(R::RequestPut(p)) => check_put(p)?,
+            Some(R::RequestDeleteRange(r)) => empty_key(&r.key)?,
+            Some(R::RequestTxn(t)) => check_txn(t, max_ops - used)?,
+            None => {}
+        }
+    }
+    Ok(())
 }
 
 fn unexpected(what: &str, resp: WriteResponse) -> Status {
@@ -98,8 +111,8 @@ impl kv_server::Kv for EtcdApi {
 
     async fn put(&self, r: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
         self.check_size(r.get_ref())?;
+        check_put(r.get_ref())?;
         let req = convert::put(r.into_inner());
-        empty_key(&req.key)?;
         match self.write(WriteRequest::Put(req)).await? {
             (WriteResponse::Put(p), h) => Ok(Response::new(convert::put_response(p, &h))),
             (other, _) => Err(unexpected("put", other)),

@@ -189,7 +189,12 @@ pub fn txn_response(r: mvcc::TxnResponse, h: &HeaderInfo) -> pb::TxnResponse {
                 mvcc::ResponseOp::Range(r) => Response::ResponseRange(range_response(r, h)),
                 mvcc::ResponseOp::Put(r) => Response::ResponsePut(put_response(r, h)),
                 mvcc::ResponseOp::DeleteRange(r) => Response::ResponseDeleteRange(delete_range_response(r, h)),
-                mvcc::ResponseOp::Txn(r) => Response::ResponseTxn(txn_response(r, h)),
+                // etcd leaves a nested transaction's own header empty.
+                mvcc::ResponseOp::Txn(r) => {
+                    let mut t = txn_response(r, h);
+                    t.header = Some(pb::ResponseHeader::default());
+                    Response::ResponseTxn(t)
+                }
             }),
         })
         .collect();
