@@ -125,6 +125,11 @@ impl Core {
         }
     }
 
+    /// The leader this member knows of.
+    pub fn current_leader(&self) -> Option<u64> {
+        self.raft.metrics().borrow_watched().current_leader
+    }
+
     /// The store's current revision.
     pub fn revision(&self) -> i64 {
         self.sm.store().revision() as i64
@@ -418,20 +423,39 @@ async fn join_existing(cfg: &NodeConfig, my_id: u64) -> Result<u64, StartError> 
 
 /// Start a member with `cfg`; it serves until [`RunningNode::shutdown`].
 pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
+    // Bind first: a port in use fails before anything is written.
+    let listeners = Listeners {
+        client: bind("--listen-client-urls", &cfg.listen_client_urls).await?,
+        peer: bind("--listen-peer-urls", &cfg.listen_peer_urls).await?,
+        metrics: bind("--listen-metrics-urls", &cfg.listen_metrics_urls).await?,
+    };
+    start_on(cfg, listeners).await
+}
+
+/// Listeners a member serves on, bound by the caller.
+pub struct Listeners {
+    /// For `--listen-client-urls`.
+    pub client: Vec<TcpListener>,
+    /// For `--listen-peer-urls`.
+    pub peer: Vec<TcpListener>,
+    /// For `--listen-metrics-urls`.
+    pub metrics: Vec<TcpListener>,
+}
+
+/// Start a member with `cfg` on listeners the caller bound (embedding: bind port 0, then put the
+/// ports into `cfg`'s URLs); the listen URLs of `cfg` are not bound again.
+pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNode, StartError> {
     for w in cfg.warnings() {
         tracing::warn!("{w}");
     }
-    let dir = cfg.data_dir.display().to_string();
     std::fs::create_dir_all(&cfg.data_dir).map_err(|source| StartError::Listen {
         flag: "--data-dir",
-        url: dir.clone(),
+        url: cfg.data_dir.display().to_string(),
         source,
     })?;
+    let dir = cfg.data_dir.display().to_string();
     let (identity, fresh) = identity(&cfg).await?;
-    // Bind first: a port in use fails before anything is written.
-    let client_listeners = bind("--listen-client-urls", &cfg.listen_client_urls).await?;
-    let peer_listeners = bind("--listen-peer-urls", &cfg.listen_peer_urls).await?;
-    let metrics_listeners = bind("--listen-metrics-urls", &cfg.listen_metrics_urls).await?;
+    let Listeners { client: client_listeners, peer: peer_listeners, metrics: metrics_listeners } = listeners;
     if fresh {
         identity.store(&cfg.data_dir).map_err(|e| StartError::Identity(e.to_string()))?;
     }
