@@ -307,18 +307,35 @@ pub struct RunningNode {
     /// Addresses the metrics listeners bound.
     pub metrics_addrs: Vec<SocketAddr>,
     stop: watch::Sender<bool>,
+    /// Client and metrics servers: drained first.
     tasks: Vec<JoinHandle<()>>,
+    /// Peer servers: they carry long-lived Raft streams, so they stop after Raft.
+    peer_tasks: Vec<JoinHandle<()>>,
+    /// How long requests in flight get to finish.
+    grace: Duration,
 }
 
 impl RunningNode {
     /// Stop: stop accepting requests, finish the ones in flight, stop Raft, close files.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        // Client requests in flight finish (bounded: a request waits at most its timeout).
         for t in self.tasks {
-            let _ = t.await;
+            let abort = t.abort_handle();
+            if tokio::time::timeout(self.grace, t).await.is_err() {
+                tracing::warn!("client connections still open after {:?}; closing them", self.grace);
+                abort.abort();
+            }
         }
         if let Err(e) = self.core.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
+        }
+        // Peers' replication streams never end on their own: with Raft stopped, close them.
+        for t in self.peer_tasks {
+            let abort = t.abort_handle();
+            if tokio::time::timeout(Duration::from_millis(500), t).await.is_err() {
+                abort.abort();
+            }
         }
         tracing::info!("stopped");
     }
@@ -550,6 +567,7 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
         }
     };
     let mut tasks = Vec::new();
+    let mut peer_tasks = Vec::new();
     let client_addrs = client_listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
     let peer_addrs = peer_listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
     let metrics_addrs = metrics_listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
@@ -590,7 +608,7 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
         );
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(l);
         let stopped = stopped();
-        tasks.push(tokio::spawn(async move {
+        peer_tasks.push(tokio::spawn(async move {
             if let Err(e) = router.serve_with_incoming_shutdown(incoming, stopped).await {
                 tracing::error!(error = %e, "peer listener failed");
             }
@@ -685,7 +703,8 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
             },
         );
     }
-    Ok(RunningNode { core, client_addrs, peer_addrs, metrics_addrs, stop, tasks })
+    let grace = cfg.request_timeout + Duration::from_secs(1);
+    Ok(RunningNode { core, client_addrs, peer_addrs, metrics_addrs, stop, tasks, peer_tasks, grace })
 }
 
 /// etcd's health rule: a leader is known and a linearizable read completes.
