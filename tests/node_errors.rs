@@ -155,6 +155,8 @@ fn startup_errors_name_what_is_wrong() {
     replace_flag(&mut args, "--listen-peer-urls", &format!("http://127.0.0.1:{port}"));
     let cport = free_port();
     replace_flag(&mut args, "--listen-client-urls", &format!("http://127.0.0.1:{cport}"));
+    replace_flag(&mut args, "--advertise-client-urls", &format!("http://127.0.0.1:{cport}"));
+    replace_flag(&mut args, "--listen-metrics-urls", &format!("http://127.0.0.1:{}", free_port()));
     replace_flag(
         &mut args,
         "--initial-cluster",
