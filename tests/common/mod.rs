@@ -63,6 +63,23 @@ impl Cluster {
     /// Start `n` members with `extra` flags each, and wait until every one answers and a leader
     /// is known.
     pub fn start(n: usize, extra: &[&str]) -> Cluster {
+        // Free ports are picked by binding port 0 and releasing it, so a parallel test can take
+        // one in between: start again on new ports when a member could not bind.
+        for attempt in 1..=3 {
+            let mut c = Cluster::new(n, extra);
+            for i in 0..n {
+                c.spawn(i);
+            }
+            match (0..n).try_for_each(|i| c.try_wait_ready(i)) {
+                Ok(()) => return c,
+                Err(e) if e.contains("Address already in use") && attempt < 3 => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        unreachable!("the last attempt panics or returns")
+    }
+
+    fn new(n: usize, extra: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let members = (0..n)
             .map(|i| MemberSpec {
@@ -73,20 +90,13 @@ impl Cluster {
                 data_dir: dir.path().join(format!("m{i}.conflux")),
             })
             .collect();
-        let mut c = Cluster {
+        Cluster {
             dir,
             members,
             procs: (0..n).map(|_| None).collect(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             token: "test-cluster".into(),
-        };
-        for i in 0..n {
-            c.spawn(i);
         }
-        for i in 0..n {
-            c.wait_ready(i);
-        }
-        c
     }
 
     pub fn initial_cluster(&self) -> String {
@@ -156,13 +166,19 @@ impl Cluster {
 
     /// Wait (30 s at most) until member `i` answers Status with a leader known.
     pub fn wait_ready(&mut self, i: usize) {
+        if let Err(e) = self.try_wait_ready(i) {
+            panic!("{e}");
+        }
+    }
+
+    fn try_wait_ready(&mut self, i: usize) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         let url = self.members[i].client_url();
         loop {
             if let Some(Some(p)) = self.procs.get_mut(i)
                 && let Ok(Some(status)) = p.try_wait()
             {
-                panic!("member {i} exited with {status} while starting; its log:\n{}", self.log(i));
+                return Err(format!("member {i} exited with {status} while starting; its log:\n{}", self.log(i)));
             }
             let ok = rt().block_on(async {
                 let Ok(ch) = Channel::from_shared(url.clone()).unwrap().connect().await else { return false };
@@ -170,9 +186,11 @@ impl Cluster {
                 matches!(m.status(StatusRequest {}).await, Ok(r) if r.get_ref().leader != 0)
             });
             if ok {
-                return;
+                return Ok(());
             }
-            assert!(Instant::now() < deadline, "member {i} not ready after 30 s; its log:\n{}", self.log(i));
+            if Instant::now() > deadline {
+                return Err(format!("member {i} not ready after 30 s; its log:\n{}", self.log(i)));
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
