@@ -147,7 +147,13 @@ impl Embedded {
         let nodes: Vec<RunningNode> = self.nodes.drain(..).collect();
         let stopper = std::thread::Builder::new().name("conflux-stop".into()).spawn(move || {
             for n in nodes {
-                rt.block_on(n.shutdown());
+                // Bounded: a member that does not stop must not keep loadgen from exiting.
+                if rt
+                    .block_on(async { tokio::time::timeout(std::time::Duration::from_secs(20), n.shutdown()).await })
+                    .is_err()
+                {
+                    eprintln!("loadgen: an embedded member did not stop within 20 s");
+                }
             }
             rt.shutdown_timeout(std::time::Duration::from_secs(5));
         });

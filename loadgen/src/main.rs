@@ -287,8 +287,8 @@ fn workload_spec(a: &RunArgs) -> Result<WorkloadSpec, String> {
             other => other,
         },
     };
-    if !(theta > 0.0 && theta < 1.0) {
-        return Err(flag_err("zipf-theta", theta, "must be in (0, 1)"));
+    if a.mix.is_some() && name != "mix" {
+        return Err(flag_err("mix", a.mix.as_deref().unwrap_or(""), "needs --workload mix"));
     }
     let value_size = ValueSize::parse(&a.value_size)?;
     if a.key_space == 0 {
@@ -324,6 +324,25 @@ fn workload_spec(a: &RunArgs) -> Result<WorkloadSpec, String> {
     };
     spec.validate()?;
     Ok(spec)
+}
+
+/// Checks of flags that only make sense together, and of every value that is only used after
+/// the run (so a typo fails at once, not after the run).
+fn check_flags(a: &RunArgs) -> Result<(), String> {
+    let t = &a.target;
+    if t.embedded.is_none() && t.keep_data {
+        return Err("--keep-data needs --embedded".into());
+    }
+    if t.embedded.is_none() && t.data_root.is_some() {
+        return Err("--data-root needs --embedded".into());
+    }
+    if a.verify && t.null_target {
+        return Err("--verify needs a real target (--endpoints or --embedded), not --null-target".into());
+    }
+    if let Some(s) = &a.slo {
+        report::parse_slo(s)?;
+    }
+    Ok(())
 }
 
 fn run_config(a: &RunArgs, spec: WorkloadSpec, seed: u64, rate: Option<f64>) -> Result<RunConfig, String> {
@@ -471,7 +490,7 @@ async fn measure(d: &Driven, a: &RunArgs, cfg: &RunConfig, acks: Option<AckLog>)
             s.dropped,
         )
     });
-    Ok(Report {
+    let r = Report {
         schema_version: report::SCHEMA_VERSION,
         loadgen_version: env!("CARGO_PKG_VERSION").to_string(),
         started_at: report::rfc3339_utc(out.started_at),
@@ -489,24 +508,21 @@ async fn measure(d: &Driven, a: &RunArgs, cfg: &RunConfig, acks: Option<AckLog>)
         loadgen_cpu: report::CpuUse::measure((Duration::ZERO, Duration::ZERO), out.cpu, out.duration, host_cores()),
         slo: report::check_slo(&slos, &out.recorder),
         series: out.series.clone(),
-    })
-    .inspect(|r| {
-        // Side outputs that need the histograms.
-        if let Some(dir) = &a.hgrm
-            && let Err(e) = std::fs::create_dir_all(dir).and_then(|_| report::write_hgrm(dir, &out.recorder))
-        {
-            eprintln!("loadgen: cannot write --hgrm {}: {e}", dir.display());
-        }
-        if let Some(dir) = &a.svg {
-            let title = format!("{} on {}", r.workload, r.target);
-            if let Err(e) = std::fs::create_dir_all(dir)
-                .map_err(|e| e.to_string())
-                .and_then(|_| charts::write_run_charts(dir, &out.recorder, &out.series, &title))
-            {
-                eprintln!("loadgen: cannot write --svg {}: {e}", dir.display());
-            }
-        }
-    })
+    };
+    // Side outputs that need the histograms.
+    if let Some(dir) = &a.hgrm {
+        std::fs::create_dir_all(dir)
+            .and_then(|_| report::write_hgrm(dir, &out.recorder))
+            .map_err(|e| format!("cannot write --hgrm {}: {e}", dir.display()))?;
+    }
+    if let Some(dir) = &a.svg {
+        let title = format!("{} on {}", r.workload, r.target);
+        std::fs::create_dir_all(dir)
+            .map_err(|e| e.to_string())
+            .and_then(|_| charts::write_run_charts(dir, &out.recorder, &out.series, &title))
+            .map_err(|e| format!("cannot write --svg {}: {e}", dir.display()))?;
+    }
+    Ok(r)
 }
 
 fn write_outputs(a: &RunArgs, r: &Report) -> Result<(), String> {
@@ -526,6 +542,7 @@ fn seed_of(a: &RunArgs) -> u64 {
 }
 
 async fn cmd_run(a: RunArgs, embedded: Option<Embedded>) -> Result<ExitCode, String> {
+    check_flags(&a)?;
     let seed = seed_of(&a);
     let spec = workload_spec(&a)?;
     let cfg = run_config(&a, spec, seed, a.rate)?;
@@ -537,6 +554,13 @@ async fn cmd_run(a: RunArgs, embedded: Option<Embedded>) -> Result<ExitCode, Str
         }
         None => (None, None),
     };
+    // Ctrl-C ends the measured phase early; the report covers what was measured.
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("loadgen: interrupted; reporting what was measured");
+            run::interrupt();
+        }
+    });
     let report = measure(&d, &a, &cfg, acks).await?;
     if let Some(h) = ack_thread {
         h.join()
@@ -550,11 +574,15 @@ async fn cmd_run(a: RunArgs, embedded: Option<Embedded>) -> Result<ExitCode, Str
         eprintln!("loadgen: SLO breached");
         code = ExitCode::from(1);
     }
+    if a.slo.is_some() && report.totals.errors > 0 {
+        eprintln!("loadgen: SLO not met: {} operations failed", report.totals.errors);
+        code = ExitCode::from(1);
+    }
     if a.verify
         && let (Some(g), Some(p)) = (&d.grpc, &a.ack_log)
     {
         let log = verify::read_log(p)?;
-        let v = verify::verify(g, log, 64).await;
+        let v = verify::verify(g, log, 64, a.target.request_timeout).await;
         print!("{}", v.to_text());
         if !v.passed() {
             code = ExitCode::from(1);
@@ -590,7 +618,7 @@ async fn sweep_point(
     let worst =
         |f: fn(&report::Percentiles) -> f64| r.ops.iter().filter_map(|o| o.latency.as_ref()).map(f).fold(0.0, f64::max);
     let (p50, p99, p999) = (worst(|l| l.p50), worst(|l| l.p99), worst(|l| l.p999));
-    let met = r.slo.iter().all(|c| c.met) && r.open_loop.as_ref().is_some_and(|o| o.met);
+    let met = r.slo.iter().all(|c| c.met) && r.totals.errors == 0 && r.open_loop.as_ref().is_some_and(|o| o.met);
     eprintln!(
         "rate {rate:>10.0}/s: achieved {:>10.0}/s  p50 {p50:>8.3} ms  p99 {p99:>8.3} ms  {}",
         r.totals.throughput,
@@ -609,6 +637,7 @@ async fn sweep_point(
 
 async fn cmd_sweep(s: SweepArgs, embedded: Option<Embedded>) -> Result<ExitCode, String> {
     let a = &s.run;
+    check_flags(a)?;
     let slo_text = a.slo.clone().ok_or_else(|| "loadgen sweep needs --slo (e.g. --slo p99=10ms)".to_string())?;
     let slos = report::parse_slo(&slo_text)?;
     if s.rates.is_empty() && s.search.is_none() {
@@ -675,7 +704,7 @@ async fn cmd_sweep(s: SweepArgs, embedded: Option<Embedded>) -> Result<ExitCode,
         eprintln!("wrote {}", path.display());
     }
     if let Some(p) = &a.json {
-        let body = serde_json::json!({ "schema_version": report::SCHEMA_VERSION, "slo": slo_text, "seed": seed, "workload": spec.name, "target": d.label, "points": points });
+        let body = serde_json::json!({ "kind": "sweep", "schema_version": report::SCHEMA_VERSION, "slo": slo_text, "seed": seed, "workload": spec.name, "target": d.label, "points": points });
         std::fs::write(p, serde_json::to_vec_pretty(&body).unwrap_or_default())
             .map_err(|e| format!("cannot write --json {}: {e}", p.display()))?;
     }
@@ -698,10 +727,16 @@ fn cmd_compare(c: CompareArgs) -> Result<ExitCode, String> {
 }
 
 async fn cmd_verify(v: VerifyArgs, embedded: Option<Embedded>) -> Result<ExitCode, String> {
+    if v.target.endpoints.is_empty() || embedded.is_some() || v.target.null_target {
+        finish_embedded(embedded, false);
+        return Err("loadgen verify checks a running cluster: give its --endpoints (an embedded cluster is gone \
+                    once its run ends; use --verify on that run)"
+            .into());
+    }
     let log = verify::read_log(&v.ack_log)?;
     let d = connect(&v.target, embedded).await?;
     let g = d.grpc.clone().ok_or_else(|| "verify needs --endpoints".to_string())?;
-    let r = verify::verify(&g, log, v.concurrency).await;
+    let r = verify::verify(&g, log, v.concurrency, v.target.request_timeout).await;
     print!("{}", r.to_text());
     finish_embedded(d.embedded, v.target.keep_data);
     Ok(if r.passed() { ExitCode::SUCCESS } else { ExitCode::from(1) })

@@ -19,6 +19,7 @@ pub enum OpKind {
     /// Put of a new key, past the loaded key space (YCSB insert).
     Insert,
     /// Range then Put of the same key (YCSB read-modify-write), timed as one operation.
+    #[serde(rename = "rmw")]
     ReadModifyWrite,
     /// Time from a Put to its Watch event.
     Watch,

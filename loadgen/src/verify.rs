@@ -143,14 +143,27 @@ pub struct VerifyReport {
 }
 
 /// Check every key of the log against the cluster, `concurrency` linearizable reads at a time.
-pub async fn verify(target: &GrpcTarget, log: HashMap<Bytes, Expect>, concurrency: usize) -> VerifyReport {
+pub async fn verify(
+    target: &GrpcTarget,
+    log: HashMap<Bytes, Expect>,
+    concurrency: usize,
+    timeout: std::time::Duration,
+) -> VerifyReport {
     let mut report = VerifyReport::default();
     let conns = crate::target::Target::connections(target);
     let results = futures_util::stream::iter(log.into_iter().enumerate())
         .map(|(i, (key, expect))| {
             let mut kv = target.client(i % conns);
             async move {
-                let r = kv.range(RangeRequest { key: key.clone(), ..Default::default() }).await;
+                let r = match tokio::time::timeout(
+                    timeout,
+                    kv.range(RangeRequest { key: key.clone(), ..Default::default() }),
+                )
+                .await
+                {
+                    Ok(r) => r,
+                    Err(_) => Err(tonic::Status::deadline_exceeded("verify read timed out")),
+                };
                 (key, expect, r)
             }
         })
