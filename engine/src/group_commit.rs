@@ -84,31 +84,53 @@ impl Writer {
             let Ok(first) = self.rx.recv() else { return };
             let mut bytes = job_bytes(&first);
             batch.push(first);
-            while bytes < self.max_batch_bytes {
-                match self.rx.try_recv() {
-                    Ok(j) => {
-                        bytes += job_bytes(&j);
-                        batch.push(j);
-                    }
-                    Err(_) => break,
+            bytes = self.drain(&mut batch, bytes);
+            let mut st = BatchState::new(self.poison.check().err().map(|e| e.to_string()));
+            self.write_phase(&mut st, &mut batch);
+            // Appends that arrived while this batch was being written join it before the sync:
+            // one fdatasync covers them too (the writer never waits for more, it only takes
+            // what is already there).
+            while !st.shutdown && st.failure.is_none() && bytes < self.max_batch_bytes {
+                bytes = self.drain(&mut batch, bytes);
+                if batch.is_empty() {
+                    break;
                 }
+                self.write_phase(&mut st, &mut batch);
             }
-            let stop = self.process(&mut batch);
-            if stop {
+            if self.finish(st) {
                 return;
             }
         }
     }
 
-    /// Run one batch; returns true when a shutdown was requested.
-    fn process(&self, batch: &mut Vec<Job>) -> bool {
-        let mut completions: Vec<(Option<u64>, Completion)> = Vec::new();
-        let mut touched: Vec<(Arc<dyn IoFile>, Arc<PathBuf>)> = Vec::new();
-        let mut dirs: Vec<PathBuf> = Vec::new();
-        let mut failure: Option<String> = self.poison.check().err().map(|e| e.to_string());
-        let mut shutdown = false;
-        let mut written = 0u64;
-        let mut writes = 0u64;
+    /// Take what is queued, up to `max_batch_bytes` in all; returns the bytes taken so far.
+    fn drain(&self, batch: &mut Vec<Job>, mut bytes: usize) -> usize {
+        while bytes < self.max_batch_bytes {
+            match self.rx.try_recv() {
+                Ok(j) => {
+                    bytes += job_bytes(&j);
+                    batch.push(j);
+                }
+                Err(_) => break,
+            }
+        }
+        bytes
+    }
+
+    /// Perform the writes and removals of `batch` (draining it), setting its completions aside
+    /// in `st` for [`Writer::finish`].
+    fn write_phase(&self, st: &mut BatchState, batch: &mut Vec<Job>) {
+        let BatchState {
+            completions,
+            touched,
+            dirs,
+            failure,
+            shutdown,
+            written,
+            writes,
+            synced_early,
+            removed_dirs,
+        } = st;
 
         // Completions and directory syncs do no I/O of their own: set them aside, so the writes
         // of consecutive appends meet and become one vectored write.
@@ -122,12 +144,10 @@ impl Writer {
                     }
                 }
                 Job::Complete { durable_end, done } => completions.push((durable_end, done)),
-                Job::Shutdown => shutdown = true,
+                Job::Shutdown => *shutdown = true,
             }
         }
         let mut ops = ops.into_iter().peekable();
-        let mut synced_early: Vec<Arc<dyn IoFile>> = Vec::new();
-        let mut removed_dirs: Vec<PathBuf> = Vec::new();
         while let Some(op) = ops.next() {
             if failure.is_some() {
                 break;
@@ -140,7 +160,7 @@ impl Writer {
                     if !removed_dirs.is_empty() {
                         for d in removed_dirs.drain(..) {
                             if let Err(e) = self.io.sync_dir(&d) {
-                                failure = Some(Error::io("fsync directory", &d, e).to_string());
+                                *failure = Some(Error::io("fsync directory", &d, e).to_string());
                             }
                         }
                         if failure.is_some() {
@@ -167,7 +187,7 @@ impl Writer {
                     {
                         let t = Instant::now();
                         if let Err(e) = prev.sync_data() {
-                            failure = Some(Error::io("fdatasync", prev_path.as_ref(), e).to_string());
+                            *failure = Some(Error::io("fdatasync", prev_path.as_ref(), e).to_string());
                             continue;
                         }
                         self.stats.record_fsync(t.elapsed());
@@ -176,8 +196,8 @@ impl Writer {
                     let slices: Vec<IoSlice<'_>> = run.iter().map(|b| IoSlice::new(b)).collect();
                     match crate::io::write_all_vectored_at(&*file, &slices, offset) {
                         Ok(()) => {
-                            written += end - offset;
-                            writes += 1;
+                            *written += end - offset;
+                            *writes += 1;
                             synced_early.retain(|f| !Arc::ptr_eq(f, &file));
                             if let Some(i) = touched.iter().position(|(f, _)| Arc::ptr_eq(f, &file)) {
                                 // Keep `touched` ordered by last write, so the check above sees
@@ -188,14 +208,14 @@ impl Writer {
                                 touched.push((file, path));
                             }
                         }
-                        Err(e) => failure = Some(Error::io("write", path.as_ref(), e).to_string()),
+                        Err(e) => *failure = Some(Error::io("write", path.as_ref(), e).to_string()),
                     }
                 }
                 Job::Remove(p) => {
                     match self.io.remove_file(&p) {
                         Ok(()) => {}
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => failure = Some(Error::io("remove", &p, e).to_string()),
+                        Err(e) => *failure = Some(Error::io("remove", &p, e).to_string()),
                     }
                     if let Some(d) = p.parent().map(|d| d.to_path_buf()) {
                         if !dirs.contains(&d) {
@@ -209,8 +229,22 @@ impl Writer {
                 _ => unreachable!("only writes and removals are I/O operations"),
             }
         }
-        drop(ops);
+    }
 
+    /// Sync what the batch touched, then complete its callbacks; returns true when a shutdown
+    /// was requested.
+    fn finish(&self, st: BatchState) -> bool {
+        let BatchState {
+            completions,
+            touched,
+            dirs,
+            mut failure,
+            shutdown,
+            written,
+            writes,
+            synced_early,
+            removed_dirs: _,
+        } = st;
         if failure.is_none() {
             for (f, path) in &touched {
                 if synced_early.iter().any(|s| Arc::ptr_eq(s, f)) {
@@ -251,6 +285,35 @@ impl Writer {
             }
         }
         shutdown
+    }
+}
+
+/// One group commit in the making: what its writes touched and who waits for it.
+struct BatchState {
+    completions: Vec<(Option<u64>, Completion)>,
+    touched: Vec<(Arc<dyn IoFile>, Arc<PathBuf>)>,
+    dirs: Vec<PathBuf>,
+    failure: Option<String>,
+    shutdown: bool,
+    written: u64,
+    writes: u64,
+    synced_early: Vec<Arc<dyn IoFile>>,
+    removed_dirs: Vec<PathBuf>,
+}
+
+impl BatchState {
+    fn new(failure: Option<String>) -> BatchState {
+        BatchState {
+            completions: Vec::new(),
+            touched: Vec::new(),
+            dirs: Vec::new(),
+            failure,
+            shutdown: false,
+            written: 0,
+            writes: 0,
+            synced_early: Vec::new(),
+            removed_dirs: Vec::new(),
+        }
     }
 }
 
