@@ -13,9 +13,25 @@
 //!   cost from the payload codec's.
 //! - `append/bytes=4MiB/io=raw`: the bandwidth ceiling for `entry=16KiB/batch=256`.
 //!
-//! Both sides run in a steady state: the raw peer starts a fresh preallocated file every 64 MiB,
+//! With the `peers` feature, tikv's raft-engine in the same group (configuration in
+//! `conflux_bench::raft_engine_peer`):
+//! - `append/entry=E/batch=N/io=raft-engine`: one `LogBatch` of N entries of raft group 1,
+//!   `Engine::write(batch, sync = true)`, timed from encoding the entries (`add_entries`) until
+//!   `write` returns (after the group's fdatasync and the memtable update).
+//! - `append/entry=1KiB/inflight=64/io=raft-engine`: 64 writer threads, each doing one synced
+//!   single-entry `write` per iteration, all released at once; timed until all 64 returned.
+//!   raft-engine's write barrier group-commits them. Each thread writes its own raft group:
+//!   raft-engine applies a write to the memtable after the group's fsync, in the writer's own
+//!   thread, and requires each group's indexes to arrive in order (a gap panics, an older index
+//!   truncates), so 64 concurrent writers of one group are not something it supports. One group
+//!   per thread is how it is driven concurrently (tikv's write workers own disjoint regions).
+//! - `append/entry=1KiB/inflight=64/io=raft-engine/one-logbatch`: the other way one raft group
+//!   hands raft-engine 64 entries: one thread, one `LogBatch` of the 64, one synced write.
+//!
+//! All sides run in a steady state: the raw peer starts a fresh preallocated file every 64 MiB,
 //! and the store is purged (untimed) whenever it holds more than two segments, so its old
-//! segments are deleted in the background as on a node that snapshots.
+//! segments are deleted in the background as on a node that snapshots; raft-engine is compacted
+//! and purged (untimed) once its files pass 256 MiB, and recycles the purged files.
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -158,6 +174,114 @@ fn bench_raw(group: &mut BenchmarkGroup<'_, WallTime>, id: &str, len: u64) {
     }
 }
 
+/// The raft-engine peer's variants (feature `peers`).
+#[cfg(feature = "peers")]
+mod raft_engine_peer {
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    use conflux_bench::raft_engine_peer::{LogBatch, PeerEntry, PeerStats, REGION, RaftEnginePeer, entries};
+    use conflux_bench::{payload, temp_dir};
+    use criterion::{BenchmarkGroup, measurement::WallTime};
+
+    /// How long the bench waits for a writer thread before deciding it died.
+    const WRITER_TIMEOUT: Duration = Duration::from_secs(60);
+
+    fn open() -> (tempfile::TempDir, RaftEnginePeer) {
+        let dir = temp_dir("append-raft-engine-");
+        let peer = RaftEnginePeer::open(&dir.path().join("raft-engine"));
+        (dir, peer)
+    }
+
+    /// Time `iters` synced writes of one `LogBatch` of `batch` entries of [`REGION`]. Entries are
+    /// built outside the timed region; encoding them into the batch is inside, as for conflux.
+    pub fn bench_batch(group: &mut BenchmarkGroup<'_, WallTime>, id: &str, entry_size: usize, batch: u64) {
+        let (_dir, peer) = open();
+        let data = payload(entry_size);
+        let mut log_batch = LogBatch::default();
+        let mut next = 1u64;
+        let before = PeerStats::snapshot();
+        group.bench_function(id, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let batch_entries = entries(next, batch, &data);
+                    next += batch;
+                    let start = Instant::now();
+                    peer.append(&mut log_batch, REGION, &batch_entries).expect("raft-engine write");
+                    total += start.elapsed();
+                    peer.recycle(REGION..REGION + 1, next);
+                }
+                total
+            })
+        });
+        report(id, &before);
+    }
+
+    /// `writers` threads, each owning raft group `REGION + k`, each doing one synced single-entry
+    /// write per iteration. The main thread hands every thread its (prebuilt) entry, then waits
+    /// for all of them: the iteration's time.
+    pub fn bench_threads(group: &mut BenchmarkGroup<'_, WallTime>, id: &str, entry_size: usize, writers: u64) {
+        let (_dir, peer) = open();
+        let data = payload(entry_size);
+        // Each writer's outcome; the error as text, to print it here.
+        let (done_tx, done_rx) = mpsc::channel::<Result<(), String>>();
+        let mut to_writers = Vec::new();
+        let mut threads = Vec::new();
+        for k in 0..writers {
+            let (tx, rx) = mpsc::channel::<PeerEntry>();
+            let (peer, done) = (peer.clone(), done_tx.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("re-writer-{k}"))
+                .spawn(move || {
+                    let mut log_batch = LogBatch::default();
+                    for entry in rx {
+                        let r = peer.append(&mut log_batch, REGION + k, std::slice::from_ref(&entry));
+                        done.send(r.map(drop).map_err(|e| e.to_string())).expect("bench waits");
+                    }
+                })
+                .expect("spawn raft-engine writer");
+            to_writers.push(tx);
+            threads.push(thread);
+        }
+        let mut next = 1u64;
+        let before = PeerStats::snapshot();
+        group.bench_function(id, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let singles: Vec<PeerEntry> = (0..writers).map(|_| PeerEntry::new(next, data.clone())).collect();
+                    next += 1;
+                    let start = Instant::now();
+                    for (tx, entry) in to_writers.iter().zip(singles) {
+                        tx.send(entry).expect("raft-engine writer alive");
+                    }
+                    for _ in 0..writers {
+                        done_rx.recv_timeout(WRITER_TIMEOUT).expect("raft-engine writer").expect("raft-engine write");
+                    }
+                    total += start.elapsed();
+                    peer.recycle(REGION..REGION + writers, next);
+                }
+                total
+            })
+        });
+        report(id, &before);
+        drop(to_writers);
+        for t in threads {
+            t.join().expect("raft-engine writer thread");
+        }
+    }
+
+    /// Print, to stderr, how raft-engine grouped this benchmark's writes (nothing when the
+    /// benchmark was filtered out).
+    fn report(id: &str, before: &PeerStats) {
+        let now = PeerStats::snapshot();
+        if now.writes > before.writes {
+            eprintln!("  [{id}] raft-engine stats: {}", now.report_since(before));
+        }
+    }
+}
+
 fn append(c: &mut Criterion) {
     let mut group = c.benchmark_group("append");
     // Each iteration is at least one fsync (milliseconds): flat sampling keeps the run bounded.
@@ -175,6 +299,11 @@ fn append(c: &mut Criterion) {
             bench_engine_batch::<TC>(&mut group, &id, entry_size, batch);
             let id = format!("entry={e}/batch={batch}/io=sync{}", TCBytes::BLOB);
             bench_engine_batch::<TCBytes>(&mut group, &id, entry_size, batch);
+            #[cfg(feature = "peers")]
+            {
+                let id = format!("entry={e}/batch={batch}/io=raft-engine");
+                raft_engine_peer::bench_batch(&mut group, &id, entry_size, batch);
+            }
             let on_disk = framed_bytes::<TC>(&entries::<TC>(1, batch, &payload(entry_size)));
             bench_raw(&mut group, &format!("entry={e}/batch={batch}/io=raw"), on_disk);
         }
@@ -187,6 +316,13 @@ fn append(c: &mut Criterion) {
     bench_engine_inflight::<TC>(&mut group, &id, inflight_entry, IN_FLIGHT);
     let id = format!("entry={e}/inflight={IN_FLIGHT}/io=sync{}", TCBytes::BLOB);
     bench_engine_inflight::<TCBytes>(&mut group, &id, inflight_entry, IN_FLIGHT);
+    #[cfg(feature = "peers")]
+    {
+        let id = format!("entry={e}/inflight={IN_FLIGHT}/io=raft-engine");
+        raft_engine_peer::bench_threads(&mut group, &id, inflight_entry, IN_FLIGHT);
+        let id = format!("entry={e}/inflight={IN_FLIGHT}/io=raft-engine/one-logbatch");
+        raft_engine_peer::bench_batch(&mut group, &id, inflight_entry, IN_FLIGHT);
+    }
     // The inflight peer is exactly 64 KiB (the engine writes ~4% more: record framing).
     let id = format!("entry={e}/inflight={IN_FLIGHT}/io=raw");
     bench_raw(&mut group, &id, inflight_entry as u64 * IN_FLIGHT);

@@ -11,6 +11,10 @@
 //! - `CONFLUX_BENCH_DIR`: where temporary data directories are created (default
 //!   `<workspace>/target/bench-data`). Must not be tmpfs or ramfs: the suites measure fsync.
 //! - `CONFLUX_BENCH_FULL=1`: also run the large (slow) sizes.
+//!
+//! Feature flags:
+//! - `peers`: also measure tikv's `raft-engine` in the same groups (module `raft_engine_peer`). Off by default,
+//!   so the default build does not compile raft-engine and its protobuf 2 / prometheus 0.13 stack.
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -20,6 +24,9 @@ use std::time::{Duration, Instant};
 use conflux_engine::{LogStore, PostcardCodec, RaftCodec};
 use openraft::EntryPayload;
 use openraft::entry::RaftEntry;
+
+#[cfg(feature = "peers")]
+pub mod raft_engine_peer;
 
 /// Application data for the benchmark type config [`TC`]: opaque bytes, serde-derived as in the
 /// engine's tests. Serde sees a `Vec<u8>` as a sequence, so postcard encodes it byte by byte.

@@ -120,17 +120,8 @@ impl Writer {
     /// Perform the writes and removals of `batch` (draining it), setting its completions aside
     /// in `st` for [`Writer::finish`].
     fn write_phase(&self, st: &mut BatchState, batch: &mut Vec<Job>) {
-        let BatchState {
-            completions,
-            touched,
-            dirs,
-            failure,
-            shutdown,
-            written,
-            writes,
-            synced_early,
-            removed_dirs,
-        } = st;
+        let BatchState { completions, touched, dirs, failure, shutdown, written, writes, synced_early, removed_dirs } =
+            st;
 
         // Completions and directory syncs do no I/O of their own: set them aside, so the writes
         // of consecutive appends meet and become one vectored write.
