@@ -1,26 +1,27 @@
-//! tikv's [`raft-engine`](https://github.com/tikv/raft-engine) (0.4) as a peer, measured in the same criterion
-//! groups as conflux (feature `peers`): ids `append/.../io=raft-engine` and `read/raft-engine/...`.
+//! tikv's [`raft-engine`](https://github.com/tikv/raft-engine) 0.4 as a peer, measured in the same
+//! criterion groups as conflux (feature `peers`): `append/.../io=raft-engine`, `read/raft-engine/...`.
 //!
 //! # Configuration
 //!
-//! [`config`] is raft-engine's `Config::default()` with three fields set:
+//! [`config`] is raft-engine's `Config::default()` with these fields set:
 //!
-//! | field                         | value                  | why                                                  |
-//! |-------------------------------|------------------------|------------------------------------------------------|
-//! | `dir`                         | a [`crate::temp_dir`]  | same data disk and rules as conflux's stores          |
-//! | `batch_compression_threshold` | `0`                    | no LZ4: conflux does not compress either              |
-//! | `purge_threshold`             | 256 MiB (2 files)      | lets the untimed [`RaftEnginePeer::recycle`] purge, as conflux's benches purge past 2 segments |
+//! | field                         | value          | why                                             |
+//! |-------------------------------|----------------|-------------------------------------------------|
+//! | `dir`                         | under [`crate::temp_dir`] | the data disk, as conflux's stores   |
+//! | `batch_compression_threshold` | 0              | no LZ4: conflux does not compress either        |
+//! | `target_file_size`            | 128 MiB        | the default, stated                             |
+//! | `purge_threshold`             | 256 MiB        | two files, so [`RaftEnginePeer::recycle`] (untimed) can purge, as conflux's benches purge past two segments |
 //!
-//! Everything else is the default: `format_version` 2, `target_file_size` 128 MiB, `enable_log_recycle`
-//! true (purged files are reused), `recovery_mode` tolerate-tail-corruption, `bytes_per_sync` unset,
-//! no memory limit. Every timed write is `Engine::write(batch, sync = true)`: the write group leader
-//! `fdatasync`s the log file before any writer of the group returns.
+//! Everything else is the default: `format_version` 2, `enable_log_recycle` true (purged files are
+//! reused), `recovery_mode` tolerate-tail-corruption, `bytes_per_sync` unset, no memory limit.
+//! Every timed write is `Engine::write(batch, sync = true)`: the write group's leader `fdatasync`s
+//! the log file before any writer of the group returns.
 //!
 //! # Entries
 //!
-//! raft-engine stores protobuf 2 messages. [`PeerEntry`] is the subset of `eraftpb::Entry` a normal
-//! entry uses (term = 2, index = 3, data = 4: the same field numbers), encoded by hand, since
-//! generating it would need `protoc`. Its payload is written once, as bytes.
+//! raft-engine stores protobuf 2 messages. [`PeerEntry`] is the part of `eraftpb::Entry` a normal
+//! entry uses (term = 2, index = 3, data = 4: the same field numbers), encoded by hand because
+//! generating it would need `protoc`. The payload is written once, as bytes.
 
 use std::ops::Range;
 use std::path::Path;
@@ -29,6 +30,7 @@ use std::sync::Arc;
 use protobuf::rt::{bytes_size, read_singular_proto3_bytes_into, read_unknown_or_skip_group, value_size};
 use protobuf::wire_format::WireType;
 use protobuf::{CachedSize, CodedInputStream, CodedOutputStream, ProtobufResult, UnknownFields};
+use raft_engine::internals::LogQueue;
 use raft_engine::{Config, Engine, MessageExt, ReadableSize};
 
 pub use raft_engine::LogBatch;
@@ -36,8 +38,11 @@ pub use raft_engine::LogBatch;
 /// The region (raft group) id the single-group benchmarks write to.
 pub const REGION: u64 = 1;
 
-/// raft-engine's `purge_threshold` here: two of its default 128 MiB files.
-pub const PURGE_THRESHOLD: u64 = 256 << 20;
+/// raft-engine's `target_file_size`: its default, 128 MiB, stated.
+pub const TARGET_FILE_SIZE: u64 = 128 << 20;
+
+/// raft-engine's `purge_threshold` here: two files of [`TARGET_FILE_SIZE`].
+pub const PURGE_THRESHOLD: u64 = 2 * TARGET_FILE_SIZE;
 
 /// The raft-engine configuration the suites use (see the module docs): defaults, except `dir`, no
 /// compression and a purge threshold low enough for the benchmarks' untimed purges to take effect.
@@ -48,6 +53,7 @@ pub fn config(dir: &Path) -> Config {
     Config {
         dir: dir.to_str().unwrap_or_else(|| panic!("non-UTF-8 path {}", dir.display())).to_owned(),
         batch_compression_threshold: ReadableSize(0),
+        target_file_size: ReadableSize(TARGET_FILE_SIZE),
         purge_threshold: ReadableSize(PURGE_THRESHOLD),
         ..Config::default()
     }
@@ -253,7 +259,10 @@ impl RaftEnginePeer {
     /// # Panics
     /// When the purge fails.
     pub fn recycle(&self, regions: Range<u64>, next: u64) {
-        if self.engine.get_used_size() as u64 > PURGE_THRESHOLD {
+        // raft-engine's own test (`needs_rewrite_log_files`): append-queue files × target size.
+        // (`Engine::get_used_size` would also count the rewrite queue's always-open file.)
+        let (first, last) = self.engine.file_span(LogQueue::Append);
+        if (last - first + 1) * TARGET_FILE_SIZE > PURGE_THRESHOLD {
             for region in regions {
                 self.engine.compact_to(region, next);
             }
