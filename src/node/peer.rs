@@ -204,7 +204,7 @@ impl Network {
 
     async fn unary<Req: Serialize, Resp: DeserializeOwned>(
         &self,
-        method: &'static str,
+        method: Unary,
         msg: &Req,
         ttl: Duration,
     ) -> Result<Resp, RPCError<TypeConfig>> {
@@ -212,21 +212,28 @@ impl Network {
         let req = self.peers.request(encode(msg));
         let call = async {
             match method {
-                "append" => c.append_entries(req).await,
-                _ => c.vote(req).await,
+                Unary::Append => c.append_entries(req).await,
+                Unary::Vote => c.vote(req).await,
             }
         };
         let reply = tokio::time::timeout(ttl, call)
             .await
             .map_err(|_| {
                 RPCError::Unreachable(Unreachable::from_string(format!(
-                    "member {:x}: no {method} answer within {ttl:?}",
+                    "member {:x}: no {method:?} answer within {ttl:?}",
                     self.target
                 )))
             })?
             .map_err(|e| rpc_error(self.target, e))?;
         decode(reply.get_ref()).map_err(|e| rpc_error(self.target, e))
     }
+}
+
+/// The request-response Raft RPCs.
+#[derive(Debug, Clone, Copy)]
+enum Unary {
+    Append,
+    Vote,
 }
 
 type RemoteResult<T> = Result<T, String>;
@@ -239,7 +246,8 @@ impl RaftNetworkV2<TypeConfig> for Network {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let r: RemoteResult<AppendEntriesResponse<TypeConfig>> = self.unary("append", &rpc, option.hard_ttl()).await?;
+        let r: RemoteResult<AppendEntriesResponse<TypeConfig>> =
+            self.unary(Unary::Append, &rpc, option.hard_ttl()).await?;
         r.map_err(|e| RPCError::Network(NetworkError::from_string(e)))
     }
 
@@ -285,7 +293,7 @@ impl RaftNetworkV2<TypeConfig> for Network {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let r: RemoteResult<VoteResponse<TypeConfig>> = self.unary("vote", &rpc, option.hard_ttl()).await?;
+        let r: RemoteResult<VoteResponse<TypeConfig>> = self.unary(Unary::Vote, &rpc, option.hard_ttl()).await?;
         r.map_err(|e| RPCError::Network(NetworkError::from_string(e)))
     }
 
@@ -387,10 +395,6 @@ impl PeerService {
             )));
         }
         Ok(())
-    }
-
-    fn leader(&self) -> Option<u64> {
-        self.raft.metrics().borrow_watched().current_leader
     }
 }
 
@@ -508,7 +512,6 @@ impl peer_server::Peer for PeerService {
                 None => ReadIndexReply::Failed(e.to_string()),
             },
         };
-        let _ = self.leader();
         done(&reply)
     }
 }
