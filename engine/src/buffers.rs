@@ -9,7 +9,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 /// Buffers kept for reuse at most.
-const KEEP: usize = 8;
+const KEEP: usize = 16;
 /// Larger buffers are not kept.
 const MAX_KEPT_CAPACITY: usize = 64 << 20;
 

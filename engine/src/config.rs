@@ -27,6 +27,10 @@ pub struct Config {
     pub tail_cache_bytes: usize,
     /// Most bytes one group commit writes before it syncs and completes callbacks. Default 16 MiB.
     pub max_batch_bytes: usize,
+    /// A large append is encoded into buffers of about this many bytes and handed to the writer
+    /// one buffer at a time, so the writer copies and starts writing the first while the caller
+    /// checksums the next. Default 1 MiB.
+    pub append_chunk_bytes: usize,
     /// About how many bytes of entries one bounded read returns (`limited_get_log_entries`,
     /// each step of `entries_stream`). Default 4 MiB.
     pub read_batch_bytes: usize,
@@ -43,6 +47,7 @@ impl Default for Config {
             max_entry_bytes: 16 << 20,
             tail_cache_bytes: 64 << 20,
             max_batch_bytes: 16 << 20,
+            append_chunk_bytes: 1 << 20,
             read_batch_bytes: 4 << 20,
             preallocate: Preallocate::Fallocate,
             io: Arc::new(StdIo),
@@ -72,6 +77,9 @@ impl Config {
                 "max_entry_bytes = {} must be at least 1 and fit in one segment (segment_bytes = {})",
                 self.max_entry_bytes, self.segment_bytes
             )));
+        }
+        if self.append_chunk_bytes == 0 {
+            return Err(Error::InvalidConfig("append_chunk_bytes must be at least 1".into()));
         }
         if self.max_entry_bytes > u32::MAX as usize - 8 {
             return Err(Error::InvalidConfig(format!("max_entry_bytes = {} is too large", self.max_entry_bytes)));

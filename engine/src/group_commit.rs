@@ -25,6 +25,9 @@ use crate::error::Error;
 use crate::io::{Io, IoFile};
 use crate::stats::Stats;
 
+/// Writes at least this large get their writeback started at once (see [`IoFile::start_writeback`]).
+const WRITEBACK_MIN_BYTES: u64 = 256 << 10;
+
 /// A callback run once the jobs queued before it are durable (or have failed).
 pub(crate) type Completion = Box<dyn FnOnce(Result<(), Error>) + Send>;
 
@@ -88,12 +91,24 @@ impl Writer {
             let mut st = BatchState::new(self.poison.check().err().map(|e| e.to_string()));
             self.write_phase(&mut st, &mut batch);
             // Appends that arrived while this batch was being written join it before the sync:
-            // one fdatasync covers them too (the writer never waits for more, it only takes
-            // what is already there).
+            // one fdatasync covers them too. The writer only waits for more while nobody waits
+            // for it: a large append arrives in chunks (see `LogStore::append_with`), and its
+            // first chunks are written (and their writeback started) while the caller is still
+            // checksumming the next ones; syncing before its completion arrives would only add
+            // an fdatasync.
             while !st.shutdown && st.failure.is_none() && bytes < self.max_batch_bytes {
                 bytes = self.drain(&mut batch, bytes);
                 if batch.is_empty() {
-                    break;
+                    if !st.completions.is_empty() || st.written == 0 {
+                        break;
+                    }
+                    match self.rx.recv() {
+                        Ok(j) => {
+                            bytes += job_bytes(&j);
+                            batch.push(j);
+                        }
+                        Err(_) => break,
+                    }
                 }
                 self.write_phase(&mut st, &mut batch);
             }
@@ -187,6 +202,13 @@ impl Writer {
                     let slices: Vec<IoSlice<'_>> = run.iter().map(|b| IoSlice::new(b)).collect();
                     match crate::io::write_all_vectored_at(&*file, &slices, offset) {
                         Ok(()) => {
+                            if end - offset >= WRITEBACK_MIN_BYTES {
+                                // Start writing these pages to the device now, so the batch's
+                                // fdatasync finds less to do. Only a hint: durability still
+                                // comes from that fdatasync, and an error here is ignored (the
+                                // fdatasync reports any real one).
+                                let _ = file.start_writeback(offset, end - offset);
+                            }
                             *written += end - offset;
                             *writes += 1;
                             synced_early.retain(|f| !Arc::ptr_eq(f, &file));

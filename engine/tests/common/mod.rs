@@ -58,7 +58,14 @@ pub fn payload(index: u64, len: usize) -> Vec<u8> {
 }
 
 pub fn small_config() -> Config {
-    Config { segment_bytes: 64 << 10, max_entry_bytes: 16 << 10, tail_cache_bytes: 8 << 10, ..Config::default() }
+    // Small chunks: appends of a few entries already go to the writer in several pieces.
+    Config {
+        segment_bytes: 64 << 10,
+        max_entry_bytes: 16 << 10,
+        tail_cache_bytes: 8 << 10,
+        append_chunk_bytes: 2 << 10,
+        ..Config::default()
+    }
 }
 
 pub fn open(dir: &Path, config: Config) -> Store {
