@@ -57,8 +57,6 @@ pub struct LogStore<C: RaftTypeConfig, K: RaftCodec<C>> {
     committed_dirty: bool,
     /// Segments left by rolls in the append being placed, to seal after its writes.
     pending_seals: Vec<(Arc<Segment>, u64, u32, u64)>,
-    /// Buffer size the next append starts with.
-    append_bytes_hint: usize,
     /// Append buffers, reused once written.
     buffers: Arc<crate::buffers::BufPool>,
     /// Bookkeeping vectors of `append_with`, kept between calls: four fresh vectors per call
@@ -68,10 +66,8 @@ pub struct LogStore<C: RaftTypeConfig, K: RaftCodec<C>> {
 
 /// See [`LogStore::append_with`].
 struct AppendScratch<E> {
-    /// Chunk buffers being filled.
-    bufs: Vec<Vec<u8>>,
-    /// Per record: (buffer, start in it, payload length, framed length).
-    recs: Vec<(usize, usize, usize, usize)>,
+    /// Per record: (payload length, framed length).
+    recs: Vec<(usize, usize)>,
     /// The entries, in order.
     items: Vec<E>,
     /// Per record: (chain value it was sealed with, its checksum).
@@ -82,7 +78,7 @@ struct AppendScratch<E> {
 
 impl<E> Default for AppendScratch<E> {
     fn default() -> Self {
-        AppendScratch { bufs: Vec::new(), recs: Vec::new(), items: Vec::new(), crcs: Vec::new(), runs: Vec::new() }
+        AppendScratch { recs: Vec::new(), items: Vec::new(), crcs: Vec::new(), runs: Vec::new() }
     }
 }
 
@@ -213,7 +209,6 @@ where
             meta_next_slot: rec.meta_next_slot,
             committed_dirty: false,
             pending_seals: Vec::new(),
-            append_bytes_hint: 4096,
             buffers: Arc::default(),
             scratch: AppendScratch::default(),
         })
@@ -326,7 +321,6 @@ where
         self.shared.poison.check()?;
         let mut sc = std::mem::take(&mut self.scratch);
         let r = self.append_scratch(entries, done, &mut sc);
-        sc.bufs.clear();
         sc.recs.clear();
         sc.items.clear();
         sc.crcs.clear();
@@ -341,17 +335,11 @@ where
     {
         let max = self.shared.config.max_entry_bytes;
         let chunk_bytes = self.shared.config.append_chunk_bytes;
-        let AppendScratch { bufs, recs, items, crcs, runs } = sc;
-        // Phase 1: encode every entry, refusing bad input before touching any state. Records go
-        // into chunk buffers of about `append_chunk_bytes`, so phase 2 can hand a large append
-        // to the writer chunk by chunk: the writer copies the first chunks into the page cache
-        // and starts their writeback while this thread checksums the next ones. Buffers are
-        // pooled and sized from the previous append (growing by doubling was 17% of a 1 KiB
-        // append).
-        bufs.push(self.buffers.take(self.append_bytes_hint.min(chunk_bytes)));
+        let AppendScratch { recs, items, crcs, runs } = sc;
+        // Phase 1: check every entry and learn its encoded size, refusing bad input before
+        // touching any state (`RaftCodec::encoded_len` is cheap for byte payloads).
         let mut expect = if self.last_log_id.is_none() { None } else { Some(self.next_index) };
         let mut total = 0usize;
-        let mut last_framed = 0usize;
         for e in entries {
             let index = e.index();
             if let Some(x) = expect
@@ -360,20 +348,7 @@ where
                 return Err(Error::NonContiguousAppend { expected: x, got: index });
             }
             expect = Some(index + 1);
-            let cur = bufs.last().expect("one buffer at least");
-            if !cur.is_empty() && cur.len() + last_framed > cur.capacity().max(chunk_bytes) {
-                // The next record (guessed to be as large as the last) would not fit: start a
-                // new chunk rather than reallocating and copying this one.
-                let hint =
-                    (self.append_bytes_hint.saturating_sub(total)).clamp(last_framed.min(chunk_bytes), chunk_bytes);
-                bufs.push(self.buffers.take(hint));
-            }
-            let b = bufs.len() - 1;
-            let buf = &mut bufs[b];
-            let start = buf.len();
-            buf.resize(start + record::HEADER_LEN, 0);
-            K::encode_entry(&e, buf).map_err(codec_err)?;
-            let len = buf.len() - start - record::HEADER_LEN;
+            let len = K::encoded_len(&e).map_err(codec_err)?;
             if len > max {
                 return Err(Error::EntryTooLarge { index, size: len, max });
             }
@@ -381,58 +356,73 @@ where
                 return Err(Error::Codec(CodecError(format!("entry {index} encoded to zero bytes"))));
             }
             let framed = record::framed_len(len) as usize;
-            buf.resize(start + framed, 0);
-            recs.push((b, start, len, framed));
+            recs.push((len, framed));
             items.push(e);
             total += framed;
-            last_framed = framed;
         }
         if items.is_empty() {
             // Still ordered behind everything queued: "durable" means what it says.
             return self.send(Job::Complete { durable_end: None, done });
         }
 
-        // Phase 2: place each record, chain it, index it; send each chunk to the writer as soon
-        // as its records are sealed. Nothing can fail from here on but a segment roll, which
-        // poisons the store.
+        // Phase 2: encode, place, chain and index each record into chunk buffers of about
+        // `append_chunk_bytes`, and hand each chunk to the writer as soon as it is full: the
+        // writer copies the first chunks into the page cache and starts their writeback while
+        // this thread encodes and checksums the next ones. Buffers come from a pool (a fresh
+        // multi-megabyte buffer costs a page fault per 4 KiB). Nothing can fail from here on
+        // but a segment roll or a codec that breaks its own size promise; both poison the store.
         let first_index = items[0].index();
-        let mut k = 0;
-        for (b, mut buf) in bufs.drain(..).enumerate() {
-            while let Some(&(rb, start, len, framed)) = recs.get(k)
-                && rb == b
+        let mut left = total;
+        let mut buf: Vec<u8> = Vec::new();
+        for k in 0..items.len() {
+            let (len, framed) = recs[k];
+            if buf.len() + framed > buf.capacity() {
+                if !buf.is_empty() {
+                    let full = std::mem::take(&mut buf);
+                    self.send_chunk(full, runs)?;
+                }
+                buf = self.buffers.take(framed.max(left.min(chunk_bytes)));
+            }
+            left -= framed;
+            let index = first_index + k as u64;
+            let start = buf.len();
+            buf.resize(start + record::HEADER_LEN, 0);
+            let encoded = K::encode_entry(&items[k], &mut buf).map_err(codec_err);
+            let got = buf.len() - start - record::HEADER_LEN;
+            if let Err(e) = encoded.and_then(|()| {
+                if got == len {
+                    Ok(())
+                } else {
+                    Err(Error::Codec(CodecError(format!(
+                        "entry {index} encoded to {got} bytes, but the codec's encoded_len said {len}"
+                    ))))
+                }
+            }) {
+                self.shared.poison.set(e.to_string());
+                return Err(e);
+            }
+            buf.resize(start + framed, 0);
+
+            let fits = self.active.as_ref().is_some_and(|s| self.next_offset + framed as u64 <= s.len());
+            if (!fits || self.active_next != index)
+                && let Err(e) = self.roll(index)
             {
-                let index = first_index + k as u64;
-                let fits = self.active.as_ref().is_some_and(|s| self.next_offset + framed as u64 <= s.len());
-                if (!fits || self.active_next != index)
-                    && let Err(e) = self.roll(index)
-                {
-                    self.shared.poison.set(e.to_string());
-                    return Err(e);
-                }
-                let seg = self.active.as_ref().expect("rolled").clone();
-                let prev = self.last_crc;
-                self.last_crc = record::seal(&mut buf[start..start + record::HEADER_LEN + len], index, prev);
-                crcs.push((prev, self.last_crc));
-                seg.index.set(index - seg.first_index, self.next_offset);
-                match runs.last_mut() {
-                    Some(r) if Arc::ptr_eq(&r.0, &seg) => r.3 = start + framed,
-                    _ => runs.push((seg, self.next_offset, start, start + framed)),
-                }
-                self.next_offset += framed as u64;
-                self.active_next = index + 1;
-                k += 1;
+                self.shared.poison.set(e.to_string());
+                return Err(e);
             }
-            let chunk = self.buffers.freeze(buf);
-            for (seg, off, a, e) in runs.drain(..) {
-                let job =
-                    Job::Write { file: seg.file.clone(), path: seg.path.clone(), offset: off, data: chunk.slice(a..e) };
-                if let Err(e) = self.send(job) {
-                    // Part of this append is placed and indexed but cannot be written.
-                    self.shared.poison.set(e.to_string());
-                    return Err(e);
-                }
+            let seg = self.active.as_ref().expect("rolled").clone();
+            let prev = self.last_crc;
+            self.last_crc = record::seal(&mut buf[start..start + record::HEADER_LEN + len], index, prev);
+            crcs.push((prev, self.last_crc));
+            seg.index.set(index - seg.first_index, self.next_offset);
+            match runs.last_mut() {
+                Some(r) if Arc::ptr_eq(&r.0, &seg) => r.3 = start + framed,
+                _ => runs.push((seg, self.next_offset, start, start + framed)),
             }
+            self.next_offset += framed as u64;
+            self.active_next = index + 1;
         }
+        self.send_chunk(buf, runs)?;
 
         let last_index = first_index + items.len() as u64 - 1;
         self.last_log_id = Some(items.last().expect("non-empty").log_id());
@@ -442,14 +432,13 @@ where
             if tail.end() != first_index {
                 tail.reset(first_index);
             }
-            for ((e, (_, _, _, framed)), (prev, crc)) in items.drain(..).zip(recs.iter()).zip(crcs.iter()) {
+            for ((e, (_, framed)), (prev, crc)) in items.drain(..).zip(recs.iter()).zip(crcs.iter()) {
                 tail.push(e, *framed as u32, *prev, *crc);
             }
             let durable = self.shared.durable_end.load(Ordering::Acquire);
             tail.evict(durable, self.shared.config.tail_cache_bytes);
         }
         self.shared.stats.record_append(recs.len() as u64);
-        self.append_bytes_hint = total.next_power_of_two().min(64 << 20);
         for (seg, count, last_crc, generation) in self.pending_seals.drain(..) {
             let jtx = self.janitor_tx.clone();
             self.tx
@@ -464,6 +453,21 @@ where
                 .map_err(|_| Error::WriterGone)?;
         }
         self.send(Job::Complete { durable_end: Some(last_index + 1), done })
+    }
+
+    /// Queue the writes of one encoded chunk: one `Write` per run of its records in one segment.
+    fn send_chunk(&self, chunk: Vec<u8>, runs: &mut Vec<(Arc<Segment>, u64, usize, usize)>) -> Result<()> {
+        let chunk = self.buffers.freeze(chunk);
+        for (seg, off, a, e) in runs.drain(..) {
+            let job =
+                Job::Write { file: seg.file.clone(), path: seg.path.clone(), offset: off, data: chunk.slice(a..e) };
+            if let Err(e) = self.send(job) {
+                // Part of this append is placed and indexed but cannot be written.
+                self.shared.poison.set(e.to_string());
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     fn do_truncate_after(&mut self, last: Option<LogIdOf<C>>) -> Result<Option<u64>> {

@@ -169,3 +169,52 @@ fn invalid_configuration_names_the_field() {
         }
     }
 }
+
+/// A codec whose `encoded_len` promises one byte less than `encode_entry` writes.
+struct LyingCodec;
+
+impl conflux_engine::RaftCodec<TC> for LyingCodec {
+    fn encode_entry(entry: &Entry, out: &mut Vec<u8>) -> Result<(), conflux_engine::CodecError> {
+        Codec::encode_entry(entry, out)
+    }
+    fn encoded_len(entry: &Entry) -> Result<usize, conflux_engine::CodecError> {
+        Ok(Codec::encoded_len(entry)? - 1)
+    }
+    fn decode_entry(bytes: &[u8]) -> Result<Entry, conflux_engine::CodecError> {
+        Codec::decode_entry(bytes)
+    }
+    fn encode_vote(vote: &openraft::alias::VoteOf<TC>, out: &mut Vec<u8>) -> Result<(), conflux_engine::CodecError> {
+        Codec::encode_vote(vote, out)
+    }
+    fn decode_vote(bytes: &[u8]) -> Result<openraft::alias::VoteOf<TC>, conflux_engine::CodecError> {
+        Codec::decode_vote(bytes)
+    }
+    fn encode_log_id(
+        log_id: &openraft::alias::LogIdOf<TC>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), conflux_engine::CodecError> {
+        Codec::encode_log_id(log_id, out)
+    }
+    fn decode_log_id(bytes: &[u8]) -> Result<openraft::alias::LogIdOf<TC>, conflux_engine::CodecError> {
+        Codec::decode_log_id(bytes)
+    }
+}
+
+#[test]
+fn a_codec_that_breaks_its_size_promise_poisons_the_store() {
+    use conflux_engine::RaftCodec;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = conflux_engine::LogStore::<TC, LyingCodec>::open(dir.path(), small_config()).unwrap();
+    let called = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let c = called.clone();
+    match s.append_with(vec![test_entry(0)], Box::new(move |_| c.store(true, std::sync::atomic::Ordering::SeqCst))) {
+        Err(Error::Codec(e)) => assert!(e.to_string().contains("encoded_len"), "{e}"),
+        other => panic!("expected a codec error, got {other:?}"),
+    }
+    assert!(!called.load(std::sync::atomic::Ordering::SeqCst), "no callback for a refused append");
+    match s.append_with(vec![test_entry(0)], Box::new(|_| {})) {
+        Err(Error::Poisoned(reason)) => assert!(reason.contains("encoded_len"), "{reason}"),
+        other => panic!("expected the store to be poisoned, got {other:?}"),
+    }
+    let _ = <Codec as RaftCodec<TC>>::encoded_len(&test_entry(0)).unwrap();
+}
