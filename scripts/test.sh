@@ -3,8 +3,8 @@
 # missing, then runs every suite of the workspace.
 #
 # CONFLUX_FULL_TESTS=1 switches to the heavy sizes (hundreds of crash cycles and power-loss seeds,
-# a thousand property-test cases). Extra arguments go to `cargo test` (and skip the benchmark
-# smoke).
+# a thousand property-test cases). Extra arguments go to `cargo test` (and skip the second run of
+# the engine suites on io_uring and the benchmark smoke).
 #
 # After the tests, the instruction-count gate (`bench/gate.sh`, docs/benchmarks.md) checks the hot
 # paths against `bench/baseline/instructions.tsv`, then its self-test checks that the gate rejects
@@ -29,6 +29,12 @@ if ((${#missing[@]})); then
 fi
 
 cargo test --workspace --locked "$@"
+
+# The engine suites again on the io_uring backend (every engine test runs on both; see
+# engine/tests/common/mod.rs). Fails with the probe's reason where io_uring is unavailable.
+if (($# == 0)); then
+    CONFLUX_ENGINE_IO=uring cargo test -p conflux-engine --locked
+fi
 
 # The benchmark smoke: every criterion benchmark runs once, in criterion's test mode, so a broken
 # benchmark fails here (debug build; figures come from `cargo bench`, docs/benchmarks.md).

@@ -2,7 +2,11 @@
 //! peer (`pwrite` of the same bytes + `fdatasync` on a preallocated file in the same directory).
 //!
 //! - `append/entry=E/batch=N/io=sync`: one `append_with` of N entries, timed until its callback
-//!   (that is, until after the fdatasync that made it durable).
+//!   ran (that is, after the fdatasync that made it durable; the moment is taken inside the
+//!   callback, so the benchmark thread's own wake-up is not counted).
+//! - `.../io=uring/blob=bytes`: the same appends on the io_uring backend (`conflux_engine::io::UringIo`).
+//! - `append/entry=1KiB/batch=1/io=sync/blob=bytes/spin=0`: the same with the writer's polling
+//!   window (`Config::writer_spin`) off, so each lone append pays the writer thread's wake-up.
 //! - `append/entry=E/batch=N/io=raw`: one `pwrite` of the bytes those N records take on disk,
 //!   then `fdatasync`.
 //! - `append/entry=1KiB/inflight=64/io=sync`: 64 single-entry appends submitted without waiting
@@ -56,6 +60,14 @@ fn segment_bytes() -> u64 {
     Config::default().segment_bytes
 }
 
+/// The engine's defaults on the io_uring backend; panics with the probe's reason where io_uring
+/// is unavailable (the `io=uring` ids cannot be measured there).
+fn uring_config() -> Config {
+    let (io, _) = conflux_engine::io::backend(conflux_engine::io::IoMode::Uring)
+        .unwrap_or_else(|e| panic!("the io=uring benchmarks need io_uring: {e}"));
+    Config { io, ..Config::default() }
+}
+
 /// A completion callback that reports its result and the moment it ran. Appends are timed until
 /// their callback ran, not until the benchmark thread wakes up to see it: waking a parked thread
 /// costs 30-40 µs on this VM, which is the benchmark's cost, not the engine's (raft-engine's
@@ -68,12 +80,17 @@ fn done_at(
 
 /// Time `iters` calls of one append of `batch` entries of `entry_size` bytes, each until its
 /// callback. Entries are built outside the timed region.
-fn bench_engine_batch<C: BenchTypes>(group: &mut BenchmarkGroup<'_, WallTime>, id: &str, entry_size: usize, batch: u64)
-where
+fn bench_engine_batch<C: BenchTypes>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    id: &str,
+    entry_size: usize,
+    batch: u64,
+    config: Config,
+) where
     PostcardCodec<C>: RaftCodec<C>,
 {
     let dir = temp_dir("append-");
-    let mut store = open_store::<C>(&dir.path().join("store"), Config::default());
+    let mut store = open_store::<C>(&dir.path().join("store"), config);
     let data = payload(entry_size);
     let mut next = 1u64;
     let mut submit = Submit::default();
@@ -104,11 +121,12 @@ fn bench_engine_inflight<C: BenchTypes>(
     id: &str,
     entry_size: usize,
     in_flight: u64,
+    config: Config,
 ) where
     PostcardCodec<C>: RaftCodec<C>,
 {
     let dir = temp_dir("append-");
-    let mut store = open_store::<C>(&dir.path().join("store"), Config::default());
+    let mut store = open_store::<C>(&dir.path().join("store"), config);
     let data = payload(entry_size);
     let mut next = 1u64;
     let mut submit = Submit::default();
@@ -309,9 +327,17 @@ fn append(c: &mut Criterion) {
             let e = size_label(entry_size as u64);
             group.throughput(Throughput::Bytes(entry_size as u64 * batch));
             let id = format!("entry={e}/batch={batch}/io=sync");
-            bench_engine_batch::<TC>(&mut group, &id, entry_size, batch);
+            bench_engine_batch::<TC>(&mut group, &id, entry_size, batch, Config::default());
             let id = format!("entry={e}/batch={batch}/io=sync{}", TCBytes::BLOB);
-            bench_engine_batch::<TCBytes>(&mut group, &id, entry_size, batch);
+            bench_engine_batch::<TCBytes>(&mut group, &id, entry_size, batch, Config::default());
+            let id = format!("entry={e}/batch={batch}/io=uring{}", TCBytes::BLOB);
+            bench_engine_batch::<TCBytes>(&mut group, &id, entry_size, batch, uring_config());
+            if entry_size == 1 << 10 && batch == 1 {
+                // The writer's polling window off: a lone append pays the writer's wake-up.
+                let id = format!("entry={e}/batch={batch}/io=sync{}/spin=0", TCBytes::BLOB);
+                let config = Config { writer_spin: Duration::ZERO, ..Config::default() };
+                bench_engine_batch::<TCBytes>(&mut group, &id, entry_size, batch, config);
+            }
             #[cfg(feature = "peers")]
             {
                 let id = format!("entry={e}/batch={batch}/io=raft-engine");
@@ -326,9 +352,11 @@ fn append(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(inflight_entry as u64 * IN_FLIGHT));
     let e = size_label(inflight_entry as u64);
     let id = format!("entry={e}/inflight={IN_FLIGHT}/io=sync");
-    bench_engine_inflight::<TC>(&mut group, &id, inflight_entry, IN_FLIGHT);
+    bench_engine_inflight::<TC>(&mut group, &id, inflight_entry, IN_FLIGHT, Config::default());
     let id = format!("entry={e}/inflight={IN_FLIGHT}/io=sync{}", TCBytes::BLOB);
-    bench_engine_inflight::<TCBytes>(&mut group, &id, inflight_entry, IN_FLIGHT);
+    bench_engine_inflight::<TCBytes>(&mut group, &id, inflight_entry, IN_FLIGHT, Config::default());
+    let id = format!("entry={e}/inflight={IN_FLIGHT}/io=uring{}", TCBytes::BLOB);
+    bench_engine_inflight::<TCBytes>(&mut group, &id, inflight_entry, IN_FLIGHT, uring_config());
     #[cfg(feature = "peers")]
     {
         let id = format!("entry={e}/inflight={IN_FLIGHT}/io=raft-engine");

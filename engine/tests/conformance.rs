@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{MemSm, Store, TC};
+use common::{MemSm, Store, TC, default_config};
 use conflux_engine::Config;
 use openraft::StorageError;
 use openraft::testing::log::{StoreBuilder, Suite};
@@ -28,7 +28,7 @@ async fn openraft_suite_default_segments() -> Result<(), StorageError<TC>> {
         .with_test_writer()
         .try_init();
     Suite::test_all(Builder {
-        config: Config { segment_bytes: 1 << 20, max_entry_bytes: 64 << 10, ..Config::default() },
+        config: Config { segment_bytes: 1 << 20, max_entry_bytes: 64 << 10, ..default_config() },
     })
     .await
 }
@@ -37,7 +37,7 @@ async fn openraft_suite_default_segments() -> Result<(), StorageError<TC>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openraft_suite_tiny_segments() -> Result<(), StorageError<TC>> {
     Suite::test_all(Builder {
-        config: Config { segment_bytes: 4096, max_entry_bytes: 1024, tail_cache_bytes: 0, ..Config::default() },
+        config: Config { segment_bytes: 4096, max_entry_bytes: 1024, tail_cache_bytes: 0, ..default_config() },
     })
     .await
 }

@@ -8,11 +8,10 @@ use std::sync::Arc;
 
 use common::*;
 use conflux_engine::io::fault::{Fault, FaultIo};
-use conflux_engine::io::{Io, StdIo};
 use conflux_engine::{Config, Error};
 
 fn fault_config() -> (Config, conflux_engine::io::fault::FaultHandle) {
-    let (io, handle) = FaultIo::new(Arc::new(StdIo) as Arc<dyn Io>);
+    let (io, handle) = FaultIo::new(base_io());
     (Config { io: Arc::new(io), ..small_config() }, handle)
 }
 

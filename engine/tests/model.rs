@@ -67,7 +67,7 @@ proptest! {
             segment_bytes: 8 << 10,
             max_entry_bytes: 2 << 10,
             tail_cache_bytes: 4 << 10,
-            ..conflux_engine::Config::default()
+            ..default_config()
         };
         let mut s = open(dir.path(), config());
         let mut model: BTreeMap<u64, (u64, u16)> = BTreeMap::new();

@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use common::*;
 use conflux_engine::Config;
 use conflux_engine::io::fault::{FaultIo, PowerLoss};
-use conflux_engine::io::{Io, StdIo};
 use openraft::storage::RaftLogStorage;
 use openraft::{EntryPayload, RaftLogReader};
 
@@ -38,7 +37,7 @@ fn run(seed: u64, mode: PowerLoss) -> (usize, u64) {
     let dir = tempfile::tempdir().unwrap();
     let rt = rt();
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let (io, faults) = FaultIo::new(Arc::new(StdIo) as Arc<dyn Io>);
+    let (io, faults) = FaultIo::new(base_io());
     let config = Config { io: Arc::new(io), ..small_config() };
     let mut written: BTreeMap<u64, u64> = BTreeMap::new(); // index -> term, the log as written
     let acked_end = Arc::new(AtomicU64::new(0));

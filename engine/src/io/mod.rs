@@ -7,6 +7,7 @@
 
 pub mod fault;
 mod std_io;
+pub mod uring;
 
 use std::fmt;
 use std::io::{self, IoSlice};
@@ -14,6 +15,81 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use std_io::StdIo;
+pub use uring::UringIo;
+
+/// Which backend writes the log: `io = auto | uring | sync` in configuration and on the command
+/// lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IoMode {
+    /// Probe io_uring and use the backend measured faster here (see [`AUTO_PREFERS_URING`]),
+    /// falling back to `sync` with one log line saying why when io_uring is unavailable.
+    #[default]
+    Auto,
+    /// io_uring; fails where it is unavailable.
+    Uring,
+    /// `pwritev` + `fdatasync`.
+    Sync,
+}
+
+impl std::str::FromStr for IoMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(IoMode::Auto),
+            "uring" => Ok(IoMode::Uring),
+            "sync" => Ok(IoMode::Sync),
+            other => Err(format!("unknown I/O backend {other:?}: expected auto, uring or sync")),
+        }
+    }
+}
+
+impl fmt::Display for IoMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IoMode::Auto => "auto",
+            IoMode::Uring => "uring",
+            IoMode::Sync => "sync",
+        })
+    }
+}
+
+/// Whether `auto` takes io_uring when it is available. Decided by the `append` benchmarks
+/// (`io=uring` beside `io=sync`); see `docs/decisions.md`.
+pub const AUTO_PREFERS_URING: bool = false;
+
+/// The backend `mode` asks for, and which one it is (`Uring` or `Sync`).
+///
+/// # Errors
+/// `uring` where io_uring is unavailable, with the reason.
+pub fn backend(mode: IoMode) -> Result<(Arc<dyn Io>, IoMode), crate::Error> {
+    backend_with(mode, Path::new(uring::IO_URING_DISABLED))
+}
+
+/// [`backend`], reading io_uring's sysctl from `disabled_path` (tests point it elsewhere to
+/// force the probe to fail).
+///
+/// # Errors
+/// `uring` where io_uring is unavailable, with the reason.
+pub fn backend_with(mode: IoMode, disabled_path: &Path) -> Result<(Arc<dyn Io>, IoMode), crate::Error> {
+    match mode {
+        IoMode::Sync => Ok((Arc::new(StdIo), IoMode::Sync)),
+        IoMode::Uring => match uring::probe(disabled_path) {
+            Ok(()) => Ok((Arc::new(UringIo), IoMode::Uring)),
+            Err(why) => Err(crate::Error::InvalidConfig(format!("io = uring, but io_uring is unavailable: {why}"))),
+        },
+        IoMode::Auto => match uring::probe(disabled_path) {
+            Ok(()) if AUTO_PREFERS_URING => Ok((Arc::new(UringIo), IoMode::Uring)),
+            Ok(()) => {
+                tracing::info!("io = auto: io_uring is available; using sync, measured faster for appends here");
+                Ok((Arc::new(StdIo), IoMode::Sync))
+            }
+            Err(why) => {
+                tracing::warn!(reason = %why, "io = auto: io_uring is unavailable; using sync");
+                Ok((Arc::new(StdIo), IoMode::Sync))
+            }
+        },
+    }
+}
 
 /// A read-only memory map handed out by [`IoFile::map`].
 pub type Map = memmap2::Mmap;

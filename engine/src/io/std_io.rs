@@ -13,19 +13,30 @@ use super::{Io, IoFile, Map, MapRaw};
 pub struct StdIo;
 
 #[derive(Debug)]
-struct StdFile {
-    file: File,
+pub(crate) struct StdFile {
+    pub(crate) file: File,
+}
+
+impl StdFile {
+    /// Open `path` for reading and writing (creating it when `create` is set).
+    pub(crate) fn open(path: &Path, create: bool) -> io::Result<StdFile> {
+        let file = OpenOptions::new().read(true).write(true).create(create).truncate(false).open(path)?;
+        Ok(StdFile { file })
+    }
+
+    /// Open `path` read-only.
+    pub(crate) fn open_read(path: &Path) -> io::Result<StdFile> {
+        Ok(StdFile { file: OpenOptions::new().read(true).open(path)? })
+    }
 }
 
 impl Io for StdIo {
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn IoFile>> {
-        let file = OpenOptions::new().read(true).write(true).create(create).truncate(false).open(path)?;
-        Ok(Arc::new(StdFile { file }))
+        Ok(Arc::new(StdFile::open(path, create)?))
     }
 
     fn open_read(&self, path: &Path) -> io::Result<Arc<dyn IoFile>> {
-        let file = OpenOptions::new().read(true).open(path)?;
-        Ok(Arc::new(StdFile { file }))
+        Ok(Arc::new(StdFile::open_read(path)?))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {

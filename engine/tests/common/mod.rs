@@ -57,9 +57,28 @@ pub fn payload(index: u64, len: usize) -> Vec<u8> {
     v
 }
 
+/// The I/O backend the suites run on: `CONFLUX_ENGINE_IO=uring` runs every engine suite on the
+/// io_uring backend (the test script runs them once per backend), anything else or unset on the
+/// sync one. A requested backend that is unavailable fails the test with the probe's reason.
+pub fn base_io() -> Arc<dyn conflux_engine::io::Io> {
+    use conflux_engine::io::{IoMode, backend};
+    let mode = match std::env::var("CONFLUX_ENGINE_IO").as_deref() {
+        Ok("uring") => IoMode::Uring,
+        Ok("sync") | Err(_) => IoMode::Sync,
+        Ok(other) => panic!("CONFLUX_ENGINE_IO={other:?}: expected uring or sync"),
+    };
+    backend(mode).unwrap_or_else(|e| panic!("CONFLUX_ENGINE_IO: {e}")).0
+}
+
+/// `Config::default()` on the suites' backend.
+pub fn default_config() -> Config {
+    Config { io: base_io(), ..Config::default() }
+}
+
 pub fn small_config() -> Config {
     // Small chunks: appends of a few entries already go to the writer in several pieces.
     Config {
+        io: base_io(),
         segment_bytes: 64 << 10,
         max_entry_bytes: 16 << 10,
         tail_cache_bytes: 8 << 10,
