@@ -56,7 +56,7 @@ fn auto_falls_back_to_sync_with_one_log_line_when_the_probe_fails() {
 #[test]
 fn uring_fails_clearly_when_the_probe_fails() {
     let sysctl = disabled_sysctl();
-    let e = backend_with(IoMode::Uring, sysctl.path()).err().expect("uring must fail where io_uring is disabled");
+    let e = backend_with(IoMode::Uring, sysctl.path()).expect_err("uring must fail where io_uring is disabled");
     let msg = e.to_string();
     assert!(msg.contains("io = uring"), "{msg}");
     assert!(msg.contains("disabled system-wide"), "{msg}");

@@ -57,6 +57,9 @@ struct TargetArgs {
     /// Where the embedded members' data directories go (default: the system temp dir).
     #[arg(long, requires = "embedded")]
     data_root: Option<PathBuf>,
+    /// The embedded members' log I/O backend: auto, uring or sync (the server's --io).
+    #[arg(long, value_name = "BACKEND", requires = "embedded")]
+    io: Option<String>,
     /// Drive a null in-process target that answers at once (measures loadgen itself).
     #[arg(long, conflicts_with_all = ["endpoints", "embedded"])]
     null_target: bool,
@@ -437,7 +440,10 @@ fn start_embedded(t: &TargetArgs) -> Result<Option<Embedded>, String> {
     let e = Embedded::start(&EmbeddedOptions {
         members: n,
         data_root: t.data_root.clone(),
-        extra: vec![("--log-level".into(), "warn".into())],
+        extra: [("--log-level".to_string(), "warn".to_string())]
+            .into_iter()
+            .chain(t.io.clone().map(|v| ("--io".to_string(), v)))
+            .collect(),
     })?;
     Ok(Some(e))
 }

@@ -42,6 +42,7 @@ const FLAGS: &[(&str, &str)] = &[
     ("segment-bytes", "CONFLUX_SEGMENT_BYTES"),
     ("snapshot-zstd-level", "CONFLUX_SNAPSHOT_ZSTD_LEVEL"),
     ("request-timeout", "CONFLUX_REQUEST_TIMEOUT"),
+    ("io", "CONFLUX_IO"),
 ];
 
 /// The variable naming the config file when `--config-file` is not given.
@@ -233,6 +234,11 @@ pub struct ServeArgs {
     /// [default: 5000]
     #[arg(long = "request-timeout", value_name = "MS", allow_negative_numbers = true)]
     pub request_timeout: Option<String>,
+    /// How the log is written: auto (probe io_uring, use the backend measured faster here, fall
+    /// back to sync with a log line), uring (fail where io_uring is unavailable) or sync
+    /// [default: auto]
+    #[arg(long = "io", value_name = "BACKEND")]
+    pub io: Option<String>,
     /// YAML file of settings keyed by flag name; command-line flags and CONFLUX_* variables
     /// override it [default: none]
     #[arg(long = "config-file", value_name = "FILE")]
@@ -456,6 +462,8 @@ pub struct NodeConfig {
     pub segment_bytes: u64,
     /// zstd level of snapshots, 1..=22.
     pub snapshot_zstd_level: i32,
+    /// The log's I/O backend (`--io`).
+    pub io_mode: conflux_engine::io::IoMode,
     /// How long a client request waits for a leader or for its commit.
     pub request_timeout: Duration,
     /// The config file that was loaded, if any.
@@ -632,6 +640,11 @@ impl NodeConfig {
             Ok(level @ 1..=22) => level,
             _ => return Err(zstd.invalid("expected a zstd level from 1 (fastest) to 22 (smallest)")),
         };
+        let io = layers.setting("io", args.io.as_deref(), "auto");
+        let io_mode = match io.value.trim().parse::<conflux_engine::io::IoMode>() {
+            Ok(m) => m,
+            Err(_) => return Err(io.invalid("expected auto, uring or sync")),
+        };
         let timeout = layers.setting("request-timeout", args.request_timeout.as_deref(), "5000");
         let request_timeout_ms = positive(&timeout, "milliseconds")?;
         if request_timeout_ms < election_ms {
@@ -665,6 +678,7 @@ impl NodeConfig {
             snapshot_catchup_entries,
             segment_bytes,
             snapshot_zstd_level,
+            io_mode,
             request_timeout: Duration::from_millis(request_timeout_ms),
             config_file: config_file.map(|(path, _)| path),
             warnings,
@@ -1559,6 +1573,16 @@ mod tests {
         assert_contains(&e, &["--max-request-bytes (1000000, from the command line) + 65536"]);
         ok(&["--segment-bytes", "1048576", "--max-request-bytes", "983040"], &[]);
         assert_contains(&err(&["--segment-bytes", "34359738368"], &[]), &["at most 34359738360"]);
+    }
+
+    #[test]
+    fn io_backend_from_flag_env_and_default() {
+        use conflux_engine::io::IoMode;
+        assert_eq!(ok(&[], &[]).io_mode, IoMode::Auto);
+        assert_eq!(ok(&["--io", "sync"], &[]).io_mode, IoMode::Sync);
+        assert_eq!(ok(&[], &[("CONFLUX_IO", "uring")]).io_mode, IoMode::Uring);
+        assert_eq!(ok(&["--io", "sync"], &[("CONFLUX_IO", "uring")]).io_mode, IoMode::Sync);
+        assert_contains(&err(&["--io", "fast"], &[]), &["--io", "\"fast\"", "auto, uring or sync"]);
     }
 
     #[test]

@@ -487,7 +487,11 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
         "starting"
     );
 
+    let (io, io_used) =
+        conflux_engine::io::backend(cfg.io_mode).map_err(|source| StartError::Log { dir: dir.clone(), source })?;
+    tracing::info!(io = %cfg.io_mode, using = %io_used, "log I/O backend");
     let log_config = conflux_engine::Config {
+        io,
         segment_bytes: cfg.segment_bytes,
         // A proposed request is at most --max-request-bytes encoded; the entry adds its log id
         // and framing (the configuration checks segments have room for this).

@@ -183,7 +183,9 @@ pub fn probe(disabled_path: &Path) -> Result<(), String> {
     }
     let mut ring = IoUring::new(RING_ENTRIES).map_err(|e| match e.raw_os_error() {
         Some(libc::ENOSYS) => "the kernel has no io_uring (io_uring_setup: ENOSYS)".to_string(),
-        Some(libc::EPERM) => format!("io_uring_setup is not permitted (EPERM; {} or a seccomp filter)", disabled_path.display()),
+        Some(libc::EPERM) => {
+            format!("io_uring_setup is not permitted (EPERM; {} or a seccomp filter)", disabled_path.display())
+        }
         _ => format!("io_uring_setup failed: {e}"),
     })?;
     let mut p = io_uring::Probe::new();
