@@ -15,6 +15,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc's malloc: requests are allocated on tonic's threads and freed on
+/// Raft's and the state machine's, and glibc's arenas contend on that (allocation was ~15% of a
+/// member's CPU at 256 clients; `docs/benchmarks.md`, `docs/decisions.md`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "conflux", version, about = "conflux: a Raft key-value node speaking the etcd v3 API")]
 #[command(args_conflicts_with_subcommands = true)]
