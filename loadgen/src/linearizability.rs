@@ -424,7 +424,7 @@ fn impossible_reads(key: &str, ops: &[&Operation], entries: &[Entry]) -> Option<
     }
     for e in entries {
         let (read, what) = match e.step {
-            Step::Read(v) => (v, "read"),
+            Step::Read(v) => (v, "read returned"),
             Step::Cas { expected, held: Some(true), .. } => (expected, "compare-and-swap found"),
             _ => continue,
         };
