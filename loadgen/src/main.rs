@@ -363,14 +363,14 @@ fn check_flags(a: &RunArgs) -> Result<(), String> {
     if let Some(s) = &a.slo {
         report::parse_slo(s)?;
     }
-    if let Some(p) = &a.history {
-        if t.null_target {
-            return Err(flag_err(
-                "history",
-                p.display(),
-                "needs a real target (--endpoints or --embedded), not --null-target",
-            ));
-        }
+    if let Some(p) = &a.history
+        && t.null_target
+    {
+        return Err(flag_err(
+            "history",
+            p.display(),
+            "needs a real target (--endpoints or --embedded), not --null-target",
+        ));
     }
     Ok(())
 }
