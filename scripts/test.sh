@@ -3,8 +3,8 @@
 # missing, then runs every suite of the workspace.
 #
 # CONFLUX_FULL_TESTS=1 switches to the heavy sizes (hundreds of crash cycles and power-loss seeds,
-# a thousand property-test cases). Extra arguments go to `cargo test` (and skip the benchmark
-# smoke).
+# a thousand property-test cases, longer fuzz runs). Extra arguments go to `cargo test` (and skip
+# the benchmark smoke and the fuzz runs).
 #
 # After the tests, each cargo-fuzz target in fuzz/ runs for 30 s from its seeds (10 minutes with
 # CONFLUX_FULL_TESTS=1; docs/reliability.md), installing cargo-fuzz when it is missing; extra
