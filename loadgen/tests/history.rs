@@ -67,7 +67,7 @@ fn an_embedded_cluster_history_is_linearizable_and_doctored_ones_are_not() {
     assert_eq!(header["seed"], 5);
     let count = |op: &str| records.iter().filter(|r| r["op"] == op).count();
     // A txn is a get then a cas; no preload, so the first reads find nothing.
-    assert!(count("put") > 20 && count("get") > 20 && count("cas") > 20, "{} records", records.len());
+    assert!(count("put") >= 5 && count("get") >= 5 && count("cas") >= 5, "{} records", records.len());
     assert!(records.iter().any(|r| r["op"] == "get" && r["found"].is_null() && r["outcome"] == "ok"));
     assert!(records.iter().any(|r| r["op"] == "get" && r["found"].is_string()));
     assert!(records.iter().any(|r| r["op"] == "cas" && r["succeeded"] == true));
@@ -118,7 +118,8 @@ fn an_embedded_cluster_history_is_linearizable_and_doctored_ones_are_not() {
     let r = check(&path);
     r.expect_code(1, "a stale read");
     assert!(r.stdout.contains(&format!("key {key}: ")), "{}", r.stdout);
-    assert!(r.stdout.contains("leaving the register \"newest\""), "{}", r.stdout);
+    // (The register holds "newest" there unless a write of unknown outcome took effect after it.)
+    assert!(r.stdout.contains("then this one cannot: client 98 get"), "{}", r.stdout);
     assert!(r.stdout.contains("client 98 get"), "{}", r.stdout);
     assert!(r.stdout.contains("client 99 put"), "{}", r.stdout);
 }
