@@ -3,12 +3,15 @@
 # missing, then runs every suite of the workspace.
 #
 # CONFLUX_FULL_TESTS=1 switches to the heavy sizes (hundreds of crash cycles and power-loss seeds,
-# a thousand property-test cases). Extra arguments go to `cargo test` (and skip the second run of
-# the engine suites on io_uring and the benchmark smoke).
+# a thousand property-test cases, longer fuzz runs). Extra arguments go to `cargo test` (and skip
+# the second run of the engine suites on io_uring, the benchmark smoke and the fuzz runs).
 #
-# After the tests, the instruction-count gate (`bench/gate.sh`, docs/benchmarks.md) checks the hot
-# paths against `bench/baseline/instructions.tsv`, then its self-test checks that the gate rejects
-# an injected 5% regression. CONFLUX_SKIP_GATE=1 skips both, for quick local runs.
+# After the tests, each cargo-fuzz target in fuzz/ runs for 30 s from its seeds (10 minutes with
+# CONFLUX_FULL_TESTS=1; docs/reliability.md), installing cargo-fuzz when it is missing; extra
+# arguments or CONFLUX_SKIP_FUZZ=1 skip it. Then the instruction-count gate (`bench/gate.sh`,
+# docs/benchmarks.md) checks the hot paths against `bench/baseline/instructions.tsv`, and its
+# self-test checks that the gate rejects an injected 5% regression. CONFLUX_SKIP_GATE=1 skips
+# both, for quick local runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,6 +43,25 @@ fi
 # benchmark fails here (debug build; figures come from `cargo bench`, docs/benchmarks.md).
 if (($# == 0)); then
     cargo test --workspace --locked --benches
+fi
+
+# Fuzzing: every target from its committed seeds, new inputs in a temporary corpus so the
+# committed one stays as it is. No sanitizer (`-s none`): only the stable toolchain is assumed.
+# A crash fails the script and leaves its input in fuzz/artifacts/<target>/.
+if (($# == 0)) && [[ ${CONFLUX_SKIP_FUZZ:-0} != 1 ]]; then
+    if ! cargo fuzz --version >/dev/null 2>&1; then
+        cargo install --locked cargo-fuzz
+    fi
+    fuzz_secs=30
+    if [[ ${CONFLUX_FULL_TESTS:-0} == 1 ]]; then fuzz_secs=600; fi
+    fuzz_corpus=$(mktemp -d)
+    trap 'rm -rf "$fuzz_corpus"' EXIT
+    for target in $(cargo fuzz list); do
+        mkdir -p "$fuzz_corpus/$target"
+        echo "fuzzing $target for ${fuzz_secs}s"
+        cargo fuzz run -s none "$target" "$fuzz_corpus/$target" "$PWD/fuzz/corpus/$target" -- \
+            -max_total_time="$fuzz_secs" -timeout=20 -print_final_stats=1
+    done
 fi
 
 if [[ ${CONFLUX_SKIP_GATE:-0} != 1 ]]; then

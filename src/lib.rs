@@ -7,6 +7,8 @@
 #![forbid(unsafe_code)]
 
 pub mod compactor;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod mvcc;
 pub mod node;
 pub mod state_machine;

@@ -123,7 +123,7 @@ fn decode_meta(path: &Path, bytes: &[u8]) -> Result<SnapshotMeta, SmError> {
     postcard::from_bytes(bytes).map_err(|e| SmError::Meta { path: path.to_path_buf(), reason: e.to_string() })
 }
 
-fn load(snapshots: &Snapshots, path: &Path) -> Result<(SnapshotMeta, Store, StoreMeta), SmError> {
+pub(crate) fn load(snapshots: &Snapshots, path: &Path) -> Result<(SnapshotMeta, Store, StoreMeta), SmError> {
     let reader = snapshots.open_reader(path)?;
     let meta = decode_meta(path, reader.raft_meta())?;
     let mut body = reader.body()?;

@@ -24,6 +24,8 @@ pub mod codec;
 pub mod config;
 pub mod error;
 pub mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod io;
 pub mod snapshot;
 pub mod stats;

@@ -544,12 +544,10 @@ fn first_record_is_whole(file: &dyn IoFile, len: u64, first: u64) -> bool {
     crate::io::read_exact_at(file, &mut rec, start).is_ok() && record::checksum(&rec) == rh.crc
 }
 
-/// Read (or create) the meta file. Returns (file, newest body, its sequence, slot to write next).
-fn open_meta(io: &dyn Io, dir: &Path, path: &Path) -> Result<(Arc<dyn IoFile>, metafmt::MetaBody, u64, u64)> {
-    let file = io.open(path, true).map_err(|e| Error::io("open meta", path, e))?;
-    let len = file.len().map_err(|e| Error::io("stat", path, e))?;
-    let mut buf = vec![0u8; (len as usize).min(2 * metafmt::SLOT_LEN)];
-    crate::io::read_exact_at(&*file, &mut buf, 0).map_err(|e| Error::io("read meta", path, e))?;
+/// The newest valid slot of a meta file's bytes (`buf`, the file's first two slots or less),
+/// as (slot number, contents); `None` when neither slot holds a record and the file may be
+/// (re)initialised. Errors name `path`: a foreign or newer file, or both slots damaged.
+pub(crate) fn newest_meta_slot(buf: &[u8], path: &Path) -> Result<Option<(u64, metafmt::MetaSlot)>> {
     let mut best: Option<(u64, metafmt::MetaSlot)> = None;
     let mut damaged = None;
     let mut empty = 0;
@@ -593,24 +591,36 @@ fn open_meta(io: &dyn Io, dir: &Path, path: &Path) -> Result<(Arc<dyn IoFile>, m
             Err(e) => damaged = Some((start as u64, e)),
         }
     }
-    match best {
+    if best.is_some() {
+        return Ok(best);
+    }
+    if let Some(e) = foreign {
+        return Err(e);
+    }
+    // One slot torn and the other never written: only the very first write (the empty state
+    // written at creation) ever happened, so nothing was acknowledged. Both slots damaged is
+    // damage: refuse rather than guess.
+    if let Some((off, e)) = damaged
+        && empty == 0
+    {
+        return Err(Error::corruption(
+            path,
+            off,
+            CorruptionKind::Undecodable(format!("{:?}; {}", e, CorruptionKind::NoValidMeta)),
+        ));
+    }
+    Ok(None)
+}
+
+/// Read (or create) the meta file. Returns (file, newest body, its sequence, slot to write next).
+fn open_meta(io: &dyn Io, dir: &Path, path: &Path) -> Result<(Arc<dyn IoFile>, metafmt::MetaBody, u64, u64)> {
+    let file = io.open(path, true).map_err(|e| Error::io("open meta", path, e))?;
+    let len = file.len().map_err(|e| Error::io("stat", path, e))?;
+    let mut buf = vec![0u8; (len as usize).min(2 * metafmt::SLOT_LEN)];
+    crate::io::read_exact_at(&*file, &mut buf, 0).map_err(|e| Error::io("read meta", path, e))?;
+    match newest_meta_slot(&buf, path)? {
         Some((slot, s)) => Ok((file, s.body, s.sequence, slot ^ 1)),
         None => {
-            if let Some(e) = foreign {
-                return Err(e);
-            }
-            // One slot torn and the other never written: only the very first write (the empty
-            // state written at creation) ever happened, so nothing was acknowledged. Both slots
-            // damaged is damage: refuse rather than guess.
-            if let Some((off, e)) = damaged
-                && empty == 0
-            {
-                return Err(Error::corruption(
-                    path,
-                    off,
-                    CorruptionKind::Undecodable(format!("{:?}; {}", e, CorruptionKind::NoValidMeta)),
-                ));
-            }
             // New store: write an empty state so the file is ours from now on.
             let body = metafmt::MetaBody::default();
             let slot = metafmt::encode(0, &body).expect("empty body fits");

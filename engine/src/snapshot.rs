@@ -377,7 +377,8 @@ impl SnapshotReader {
             ));
         };
         let body_start = f.header_len() as u64;
-        if body_start + body_len != trailer_at {
+        // Checked: a damaged trailer can hold any length, and the sum must not overflow.
+        if body_start.checked_add(body_len) != Some(trailer_at) {
             return Err(corrupt(
                 trailer_at,
                 CorruptionKind::HeaderMismatch {
@@ -505,6 +506,12 @@ mod tests {
             std::fs::write(&info.path, &orig[..cut]).unwrap();
             assert!(snaps.open_reader(&info.path).is_err(), "truncated at {cut}");
         }
+        // A trailer whose body length overflows when added to the header's (found by the
+        // snapshot fuzz target: a panic in builds with overflow checks).
+        let mut b = orig.clone();
+        b[len - fmt::TRAILER_LEN..len - fmt::TRAILER_LEN + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        std::fs::write(&info.path, &b).unwrap();
+        assert!(matches!(snaps.open_reader(&info.path), Err(Error::Corruption { .. })), "overflowing body length");
         let mut b = orig.clone();
         b[8] = 9;
         std::fs::write(&info.path, &b).unwrap();

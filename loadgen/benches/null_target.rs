@@ -69,6 +69,7 @@ fn config(clients: usize, rate: Option<f64>, total: u64) -> RunConfig {
         progress: false,
         // Nothing is dropped: every scheduled put is issued, however late.
         max_lag: Duration::from_secs(3600),
+        history: None,
     }
 }
 

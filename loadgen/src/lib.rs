@@ -8,6 +8,8 @@ pub mod charts;
 pub mod compare;
 pub mod dist;
 pub mod embedded;
+pub mod history;
+pub mod linearizability;
 pub mod op;
 pub mod record;
 pub mod report;

@@ -1,6 +1,7 @@
 //! `loadgen`: drive an etcd v3 cluster (conflux or etcd) and report; `loadgen sweep` finds the
 //! highest rate that meets an SLO; `loadgen compare` is the CI gate; `loadgen verify` checks
-//! that acknowledged writes survived. Usage: `docs/loadgen.md`.
+//! that acknowledged writes survived; `loadgen check` judges a `--history` for linearizability.
+//! Usage: `docs/loadgen.md`, `docs/reliability.md`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,6 +11,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use conflux_loadgen::dist::Distribution;
 use conflux_loadgen::embedded::{Embedded, EmbeddedOptions};
+use conflux_loadgen::history::{self, History};
+use conflux_loadgen::linearizability::{self, Budget};
 use conflux_loadgen::op::OpKind;
 use conflux_loadgen::report::{self, Report};
 use conflux_loadgen::run::{self, AckLog, Arrival, RunConfig};
@@ -40,6 +43,8 @@ enum Command {
     Compare(CompareArgs),
     /// Check that every write acknowledged in a run's --ack-log is still readable.
     Verify(VerifyArgs),
+    /// Check that a run's --history is linearizable; exit 1 with the explanation when not.
+    Check(CheckArgs),
 }
 
 /// Where the load goes.
@@ -178,6 +183,10 @@ struct RunArgs {
     /// After the run, check every acknowledged write against the target (needs --ack-log).
     #[arg(long, requires = "ack_log")]
     verify: bool,
+    /// Record every operation (invoke, complete, answer) here as JSON lines, with a unique value
+    /// per write and no preload, for `loadgen check`.
+    #[arg(long)]
+    history: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -207,6 +216,18 @@ struct CompareArgs {
     /// Percentiles to compare, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [50.0, 99.0])]
     percentiles: Vec<f64>,
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// The history a run wrote with --history.
+    history: PathBuf,
+    /// Most search steps per key before the key is reported as undecided.
+    #[arg(long, default_value_t = Budget::default().max_steps)]
+    max_steps: u64,
+    /// Most memory (MiB) the search may remember per key before the key is reported as undecided.
+    #[arg(long, default_value_t = Budget::default().max_memo_bytes >> 20)]
+    max_memo_mib: usize,
 }
 
 #[derive(Debug, Args)]
@@ -345,6 +366,31 @@ fn check_flags(a: &RunArgs) -> Result<(), String> {
     if let Some(s) = &a.slo {
         report::parse_slo(s)?;
     }
+    if let Some(p) = &a.history
+        && t.null_target
+    {
+        return Err(flag_err(
+            "history",
+            p.display(),
+            "needs a real target (--endpoints or --embedded), not --null-target",
+        ));
+    }
+    Ok(())
+}
+
+/// `--history` records registers: refuse the operations that are not one key's read or write.
+fn check_history_workload(a: &RunArgs, spec: &WorkloadSpec) -> Result<(), String> {
+    let Some(p) = &a.history else { return Ok(()) };
+    if let Some((k, _)) = spec.mix.iter().find(|(k, w)| *w > 0 && matches!(k, OpKind::Scan | OpKind::Watch)) {
+        return Err(flag_err(
+            "history",
+            p.display(),
+            format!(
+                "the workload has {k} operations, which read many keys; history mode records put, get, \
+                 delete, txn (compare-and-swap), insert and rmw"
+            ),
+        ));
+    }
     Ok(())
 }
 
@@ -379,7 +425,10 @@ fn run_config(a: &RunArgs, spec: WorkloadSpec, seed: u64, rate: Option<f64>) -> 
         (None, Some(_)) => None,
         (None, None) => Some(Duration::from_secs(10)),
     };
-    let preload = !a.no_preload && spec.mix.iter().any(|(k, w)| *w > 0 && !matches!(k, OpKind::Put | OpKind::Insert));
+    // History mode starts from absent keys: every write must be in the history.
+    let preload = !a.no_preload
+        && a.history.is_none()
+        && spec.mix.iter().any(|(k, w)| *w > 0 && !matches!(k, OpKind::Put | OpKind::Insert));
     Ok(RunConfig {
         workload: spec,
         clients: a.clients,
@@ -394,6 +443,7 @@ fn run_config(a: &RunArgs, spec: WorkloadSpec, seed: u64, rate: Option<f64>) -> 
         serializable,
         progress: !a.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         max_lag: a.max_lag,
+        history: None,
     })
 }
 
@@ -551,8 +601,23 @@ async fn cmd_run(a: RunArgs, embedded: Option<Embedded>) -> Result<ExitCode, Str
     check_flags(&a)?;
     let seed = seed_of(&a);
     let spec = workload_spec(&a)?;
-    let cfg = run_config(&a, spec, seed, a.rate)?;
+    check_history_workload(&a, &spec)?;
+    let mut cfg = run_config(&a, spec, seed, a.rate)?;
     let d = connect(&a.target, embedded).await?;
+    let history_thread = match &a.history {
+        Some(p) => {
+            let header = history::Header {
+                format: history::FORMAT.into(),
+                version: history::VERSION,
+                seed,
+                workload: format!("{} {}", cfg.workload.name, cfg.workload.distribution.name()),
+            };
+            let (h, thread) = History::create(p, &header).map_err(|e| format!("cannot create --history {e}"))?;
+            cfg.history = Some(h);
+            Some(thread)
+        }
+        None => None,
+    };
     let (acks, ack_thread) = match &a.ack_log {
         Some(p) => {
             let (l, h) = AckLog::create(p).map_err(|e| format!("cannot create --ack-log {}: {e}", p.display()))?;
@@ -568,6 +633,11 @@ async fn cmd_run(a: RunArgs, embedded: Option<Embedded>) -> Result<ExitCode, Str
         }
     });
     let report = measure(&d, &a, &cfg, acks).await?;
+    // Every clone of the history is gone with the run: the writer can finish.
+    drop(cfg);
+    if let Some(h) = history_thread {
+        h.join().map_err(|_| "the history writer failed".to_string())?.map_err(|e| format!("writing --history {e}"))?;
+    }
     if let Some(h) = ack_thread {
         h.join()
             .map_err(|_| "the ack log writer failed".to_string())?
@@ -644,6 +714,9 @@ async fn sweep_point(
 async fn cmd_sweep(s: SweepArgs, embedded: Option<Embedded>) -> Result<ExitCode, String> {
     let a = &s.run;
     check_flags(a)?;
+    if let Some(p) = &a.history {
+        return Err(flag_err("history", p.display(), "records one run; a sweep makes many (run at one rate instead)"));
+    }
     let slo_text = a.slo.clone().ok_or_else(|| "loadgen sweep needs --slo (e.g. --slo p99=10ms)".to_string())?;
     let slos = report::parse_slo(&slo_text)?;
     if s.rates.is_empty() && s.search.is_none() {
@@ -732,6 +805,27 @@ fn cmd_compare(c: CompareArgs) -> Result<ExitCode, String> {
     Ok(if cmp.regressed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
+fn cmd_check(c: CheckArgs) -> Result<ExitCode, String> {
+    if c.max_steps == 0 {
+        return Err(flag_err("max-steps", 0, "must be at least 1"));
+    }
+    if c.max_memo_mib == 0 {
+        return Err(flag_err("max-memo-mib", 0, "must be at least 1"));
+    }
+    let (_, records) = history::read(&c.history).map_err(|e| e.to_string())?;
+    let ops: Vec<linearizability::Operation> = records.iter().map(history::Record::to_operation).collect();
+    let budget = Budget { max_steps: c.max_steps, max_memo_bytes: c.max_memo_mib.saturating_mul(1 << 20) };
+    let r = linearizability::check(&ops, budget);
+    print!("{}", r.to_text());
+    Ok(if !r.violations.is_empty() {
+        ExitCode::from(1)
+    } else if !r.unknown.is_empty() {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 async fn cmd_verify(v: VerifyArgs, embedded: Option<Embedded>) -> Result<ExitCode, String> {
     if v.target.endpoints.is_empty() || embedded.is_some() || v.target.null_target {
         finish_embedded(embedded, false);
@@ -762,7 +856,7 @@ fn main() -> ExitCode {
             None => Some(cli.run.target.clone()),
             Some(Command::Sweep(s)) => Some(s.run.target.clone()),
             Some(Command::Verify(v)) => Some(v.target.clone()),
-            Some(Command::Compare(_)) => None,
+            Some(Command::Compare(_) | Command::Check(_)) => None,
         }
     };
     // The embedded cluster runs on its own runtime, started outside loadgen's.
@@ -777,6 +871,7 @@ fn main() -> ExitCode {
         None => runtime.block_on(cmd_run(cli.run, embedded)),
         Some(Command::Sweep(s)) => runtime.block_on(cmd_sweep(*s, embedded)),
         Some(Command::Compare(c)) => cmd_compare(c),
+        Some(Command::Check(c)) => cmd_check(c),
         Some(Command::Verify(v)) => runtime.block_on(cmd_verify(v, embedded)),
     };
     match result {

@@ -13,6 +13,7 @@ use rand::SeedableRng;
 use rand_distr::Distribution as _;
 use serde::{Deserialize, Serialize};
 
+use crate::history::History;
 use crate::op::{OpKind, Outcome};
 use crate::record::{Interval, Recorder, SeriesRow};
 use crate::target::{Target, WriteAck};
@@ -57,6 +58,8 @@ pub struct RunConfig {
     pub progress: bool,
     /// Open loop: an operation that cannot start within this of its intended time is dropped.
     pub max_lag: Duration,
+    /// `--history`: every operation (warmup included) gets a unique value and is recorded.
+    pub history: Option<History>,
 }
 
 /// Open-loop accounting.
@@ -354,6 +357,7 @@ async fn closed_loop(
             let conn = w % target.connections();
             let endpoint = target.endpoint_of(conn);
             let shard = &shards.shards[w % shards.shards.len()];
+            let mut seq = 0u64;
             loop {
                 let sent = Instant::now();
                 if finished(&cfg, sent, measure_start, measure_end, &issued) {
@@ -365,7 +369,16 @@ async fn closed_loop(
                 }
                 let op = ops.next_op();
                 let kind = op.kind();
-                let r = target.execute(conn, op, cfg.serializable).await;
+                let r = match &cfg.history {
+                    None => target.execute(conn, op, cfg.serializable).await,
+                    Some(h) => {
+                        let op = h.with_unique_value(op, w as u64, seq);
+                        seq += 1;
+                        let (r, records) = target.execute_traced(conn, op, cfg.serializable, h, w as u64).await;
+                        h.send(records);
+                        r
+                    }
+                };
                 let done = Instant::now();
                 if measured {
                     shard.lock().record(kind, &r.outcome, endpoint, sent, sent, done);
@@ -492,8 +505,19 @@ async fn open_loop(
                 let shards = shards.clone();
                 let acks = acks.clone();
                 let serializable = cfg.serializable;
+                let history = cfg.history.clone();
+                // In open loop every operation is its own client: its sequence number.
+                let client = seq as u64 - 1;
                 let t = handle.spawn(async move {
-                    let r = target.execute(conn, op, serializable).await;
+                    let r = match &history {
+                        None => target.execute(conn, op, serializable).await,
+                        Some(h) => {
+                            let op = h.with_unique_value(op, client, 0);
+                            let (r, records) = target.execute_traced(conn, op, serializable, h, client).await;
+                            h.send(records);
+                            r
+                        }
+                    };
                     let done = Instant::now();
                     drop(permit);
                     if measured {
@@ -614,6 +638,7 @@ mod tests {
             serializable: false,
             progress: false,
             max_lag: Duration::from_secs(10),
+            history: None,
         }
     }
 

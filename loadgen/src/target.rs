@@ -14,6 +14,8 @@ use conflux::node::proto::etcdserverpb::{
 };
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
+use crate::history::{History, Record, Tracer, text};
+use crate::linearizability::Command;
 use crate::op::{Op, Outcome};
 
 /// TLS settings, named as etcdctl names them.
@@ -69,6 +71,7 @@ pub struct Executed {
 }
 
 type BoxFut<'a> = Pin<Box<dyn Future<Output = Executed> + Send + 'a>>;
+type TracedFut<'a> = Pin<Box<dyn Future<Output = (Executed, Vec<Record>)> + Send + 'a>>;
 
 /// Something loadgen can send operations to.
 pub trait Target: Send + Sync + 'static {
@@ -80,6 +83,20 @@ pub trait Target: Send + Sync + 'static {
     fn endpoints(&self) -> Vec<String>;
     /// Run `op` on connection `conn`.
     fn execute(&self, conn: usize, op: Op, serializable: bool) -> BoxFut<'_>;
+    /// Run `op` as [`Target::execute`] does, and describe each call it made as a history record
+    /// of `client` (`--history`). A target that is not a key-value store (the null target)
+    /// describes nothing; the command line refuses `--history` for it.
+    fn execute_traced<'a>(
+        &'a self,
+        conn: usize,
+        op: Op,
+        serializable: bool,
+        history: &'a History,
+        client: u64,
+    ) -> TracedFut<'a> {
+        let _ = (history, client);
+        Box::pin(async move { (self.execute(conn, op, serializable).await, Vec::new()) })
+    }
 }
 
 /// An etcd v3 cluster over gRPC.
@@ -273,6 +290,36 @@ impl GrpcTarget {
         self.with_timeout(kv.range(req)).await.map_err(|s| Executed { outcome: failed(&s), acks: vec![] })
     }
 
+    /// A Txn putting `value` if `key`'s mod revision is still `seen` (0: absent); whether the
+    /// compare held.
+    async fn cas(&self, kv: &mut KvClient<Channel>, key: Bytes, value: Bytes, seen: i64) -> (Executed, bool) {
+        let txn = TxnRequest {
+            compare: vec![pb::Compare {
+                result: compare::CompareResult::Equal as i32,
+                target: compare::CompareTarget::Mod as i32,
+                key: key.clone(),
+                target_union: Some(compare::TargetUnion::ModRevision(seen)),
+                range_end: Bytes::new(),
+            }],
+            success: vec![RequestOp {
+                request: Some(request_op::Request::RequestPut(PutRequest {
+                    key: key.clone(),
+                    value: value.clone(),
+                    ..Default::default()
+                })),
+            }],
+            failure: vec![],
+        };
+        match self.with_timeout(kv.txn(txn)).await {
+            Ok(r) if r.succeeded => (
+                Executed { outcome: Outcome::Ok, acks: vec![WriteAck::Put { key, value, revision: rev(&r.header) }] },
+                true,
+            ),
+            Ok(_) => (Executed { outcome: Outcome::Ok, acks: vec![] }, false),
+            Err(s) => (Executed { outcome: failed(&s), acks: vec![WriteAck::Unknown { key }] }, false),
+        }
+    }
+
     async fn run(&self, conn: usize, op: Op, serializable: bool) -> Executed {
         let mut kv = self.client(conn);
         match op {
@@ -319,33 +366,90 @@ impl GrpcTarget {
                     Ok(r) => r.kvs.first().map(|kv| kv.mod_revision).unwrap_or(0),
                     Err(e) => return e,
                 };
-                let txn = TxnRequest {
-                    compare: vec![pb::Compare {
-                        result: compare::CompareResult::Equal as i32,
-                        target: compare::CompareTarget::Mod as i32,
-                        key: key.clone(),
-                        target_union: Some(compare::TargetUnion::ModRevision(seen)),
-                        range_end: Bytes::new(),
-                    }],
-                    success: vec![RequestOp {
-                        request: Some(request_op::Request::RequestPut(PutRequest {
-                            key: key.clone(),
-                            value: value.clone(),
-                            ..Default::default()
-                        })),
-                    }],
-                    failure: vec![],
-                };
-                match self.with_timeout(kv.txn(txn)).await {
-                    Ok(r) if r.succeeded => Executed {
-                        outcome: Outcome::Ok,
-                        acks: vec![WriteAck::Put { key, value, revision: rev(&r.header) }],
-                    },
-                    Ok(_) => Executed { outcome: Outcome::Ok, acks: vec![] },
-                    Err(s) => Executed { outcome: failed(&s), acks: vec![WriteAck::Unknown { key }] },
-                }
+                self.cas(&mut kv, key, value, seen).await.0
             }
         }
+    }
+}
+
+impl GrpcTarget {
+    /// A put, traced.
+    async fn put_traced(&self, kv: &mut KvClient<Channel>, t: &mut Tracer<'_>, key: Bytes, value: Bytes) -> Executed {
+        let sent = std::time::Instant::now();
+        let r = self.put(kv, key.clone(), value.clone()).await;
+        t.record(&key, Command::Put { value: text(&value) }, sent, error_of(&r));
+        r
+    }
+
+    /// A get, traced; the value read (`None`: absent) when it answered.
+    async fn get_traced(
+        &self,
+        kv: &mut KvClient<Channel>,
+        t: &mut Tracer<'_>,
+        key: Bytes,
+        serializable: bool,
+    ) -> Result<Option<(Bytes, i64)>, Executed> {
+        let sent = std::time::Instant::now();
+        match self.get(kv, key.clone(), serializable).await {
+            Ok(r) => {
+                let found = r.kvs.first().map(|kv| (kv.value.clone(), kv.mod_revision));
+                t.record(&key, Command::Get { found: found.as_ref().map(|(v, _)| text(v)) }, sent, None);
+                Ok(found)
+            }
+            Err(e) => {
+                t.record(&key, Command::Get { found: None }, sent, error_of(&e));
+                Err(e)
+            }
+        }
+    }
+
+    /// [`GrpcTarget::run`] noting every call in `t`. Scans and watches are not registers: they
+    /// run untraced (the command line refuses them with `--history`).
+    async fn run_traced(&self, conn: usize, op: Op, serializable: bool, t: &mut Tracer<'_>) -> Executed {
+        let mut kv = self.client(conn);
+        match op {
+            Op::Put { key, value } | Op::Insert { key, value } => self.put_traced(&mut kv, t, key, value).await,
+            Op::Get { key } => match self.get_traced(&mut kv, t, key, serializable).await {
+                Ok(_) => Executed { outcome: Outcome::Ok, acks: vec![] },
+                Err(e) => e,
+            },
+            Op::Delete { key } => {
+                let sent = std::time::Instant::now();
+                let r = self.run(conn, Op::Delete { key: key.clone() }, serializable).await;
+                t.record(&key, Command::Delete, sent, error_of(&r));
+                r
+            }
+            Op::ReadModifyWrite { key, value } => {
+                if let Err(e) = self.get_traced(&mut kv, t, key.clone(), serializable).await {
+                    return e;
+                }
+                self.put_traced(&mut kv, t, key, value).await
+            }
+            Op::Txn { key, value } => {
+                // The read is a linearizable get; the Txn compares the mod revision it saw, which
+                // with values unique per write is a compare on the value it saw.
+                let seen = match self.get_traced(&mut kv, t, key.clone(), false).await {
+                    Ok(found) => found,
+                    Err(e) => return e,
+                };
+                let sent = std::time::Instant::now();
+                let (r, succeeded) =
+                    self.cas(&mut kv, key.clone(), value.clone(), seen.as_ref().map_or(0, |s| s.1)).await;
+                let command =
+                    Command::Cas { expected: seen.as_ref().map(|(v, _)| text(v)), new: text(&value), succeeded };
+                t.record(&key, command, sent, error_of(&r));
+                r
+            }
+            op @ (Op::Scan { .. } | Op::Watch { .. }) => self.run(conn, op, serializable).await,
+        }
+    }
+}
+
+/// The gRPC status name of a failed call, `None` on success.
+fn error_of(r: &Executed) -> Option<&str> {
+    match &r.outcome {
+        Outcome::Ok => None,
+        Outcome::Error(code) => Some(code),
     }
 }
 
@@ -364,6 +468,21 @@ impl Target for GrpcTarget {
 
     fn execute(&self, conn: usize, op: Op, serializable: bool) -> BoxFut<'_> {
         Box::pin(self.run(conn, op, serializable))
+    }
+
+    fn execute_traced<'a>(
+        &'a self,
+        conn: usize,
+        op: Op,
+        serializable: bool,
+        history: &'a History,
+        client: u64,
+    ) -> TracedFut<'a> {
+        Box::pin(async move {
+            let mut t = Tracer::new(history, client);
+            let r = self.run_traced(conn, op, serializable, &mut t).await;
+            (r, t.records)
+        })
     }
 }
 

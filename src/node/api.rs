@@ -91,6 +91,32 @@ fn check_txn(t: &pb::TxnRequest, max_ops: usize) -> Result<(), Status> {
     Ok(())
 }
 
+/// A Range as the service checks and converts it before serving it.
+pub(crate) fn range_request(r: pb::RangeRequest) -> Result<crate::mvcc::RangeRequest, Status> {
+    let req = convert::range(r)?;
+    empty_key(&req.key)?;
+    Ok(req)
+}
+
+/// A Put as the service checks and converts it before proposing it.
+pub(crate) fn put_request(r: pb::PutRequest) -> Result<WriteRequest, Status> {
+    check_put(&r)?;
+    Ok(WriteRequest::Put(convert::put(r)))
+}
+
+/// A DeleteRange as the service checks and converts it before proposing it.
+pub(crate) fn delete_range_request(r: pb::DeleteRangeRequest) -> Result<WriteRequest, Status> {
+    let req = convert::delete_range(r);
+    empty_key(&req.key)?;
+    Ok(WriteRequest::DeleteRange(req))
+}
+
+/// A Txn as the service checks and converts it before proposing it.
+pub(crate) fn txn_request(r: pb::TxnRequest, max_ops: usize) -> Result<WriteRequest, Status> {
+    check_txn(&r, max_ops)?;
+    Ok(WriteRequest::Txn(convert::txn(r)?))
+}
+
 fn unexpected(what: &str, resp: WriteResponse) -> Status {
     Status::internal(format!("state machine answered a {what} with {resp:?}"))
 }
@@ -98,8 +124,7 @@ fn unexpected(what: &str, resp: WriteResponse) -> Status {
 #[tonic::async_trait]
 impl kv_server::Kv for EtcdApi {
     async fn range(&self, r: Request<pb::RangeRequest>) -> Result<Response<pb::RangeResponse>, Status> {
-        let req = convert::range(r.into_inner())?;
-        empty_key(&req.key)?;
+        let req = range_request(r.into_inner())?;
         if !req.serializable {
             self.core.linearize().await?;
         }
@@ -111,9 +136,8 @@ impl kv_server::Kv for EtcdApi {
 
     async fn put(&self, r: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
         self.check_size(r.get_ref())?;
-        check_put(r.get_ref())?;
-        let req = convert::put(r.into_inner());
-        match self.write(WriteRequest::Put(req)).await? {
+        let req = put_request(r.into_inner())?;
+        match self.write(req).await? {
             (WriteResponse::Put(p), h) => Ok(Response::new(convert::put_response(p, &h))),
             (other, _) => Err(unexpected("put", other)),
         }
@@ -124,9 +148,8 @@ impl kv_server::Kv for EtcdApi {
         r: Request<pb::DeleteRangeRequest>,
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
         self.check_size(r.get_ref())?;
-        let req = convert::delete_range(r.into_inner());
-        empty_key(&req.key)?;
-        match self.write(WriteRequest::DeleteRange(req)).await? {
+        let req = delete_range_request(r.into_inner())?;
+        match self.write(req).await? {
             (WriteResponse::DeleteRange(d), h) => Ok(Response::new(convert::delete_range_response(d, &h))),
             (other, _) => Err(unexpected("delete", other)),
         }
@@ -134,9 +157,8 @@ impl kv_server::Kv for EtcdApi {
 
     async fn txn(&self, r: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
         self.check_size(r.get_ref())?;
-        check_txn(r.get_ref(), self.core.max_txn_ops)?;
-        let req = convert::txn(r.into_inner())?;
-        match self.write(WriteRequest::Txn(req)).await? {
+        let req = txn_request(r.into_inner(), self.core.max_txn_ops)?;
+        match self.write(req).await? {
             (WriteResponse::Txn(t), h) => Ok(Response::new(convert::txn_response(t, &h))),
             (other, _) => Err(unexpected("txn", other)),
         }
