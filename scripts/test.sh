@@ -39,6 +39,12 @@ if (($# == 0)); then
     CONFLUX_ENGINE_IO=uring cargo test -p conflux-engine --locked
 fi
 
+# Disk faults on one member of a real cluster, injected through the engine's I/O seam: needs the
+# test-only `failpoints` feature (src/failpoints.rs), so it builds the binary once more with it.
+if (($# == 0)); then
+    cargo test -p conflux --features failpoints --locked --test disk_faults
+fi
+
 # The benchmark smoke: every criterion benchmark runs once, in criterion's test mode, so a broken
 # benchmark fails here (debug build; figures come from `cargo bench`, docs/benchmarks.md).
 if (($# == 0)); then

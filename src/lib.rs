@@ -7,6 +7,8 @@
 #![forbid(unsafe_code)]
 
 pub mod compactor;
+#[cfg(feature = "failpoints")]
+pub mod failpoints;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod mvcc;

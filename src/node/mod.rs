@@ -45,6 +45,13 @@ pub enum StartError {
     /// A data directory that belongs elsewhere, or flags that contradict it.
     #[error("{0}")]
     Identity(String),
+    /// `CONFLUX_FAILPOINTS` is malformed (test builds with the `failpoints` feature only).
+    #[cfg(feature = "failpoints")]
+    #[error("{0}")]
+    Failpoints(String),
+    /// Raft stopped on a fatal error (a failed log write or sync, a storage error).
+    #[error("raft stopped: {0}")]
+    Fatal(String),
     /// The log engine refused to open.
     #[error("cannot open the log in {dir}: {source}")]
     Log {
@@ -490,6 +497,8 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
     let (io, io_used) =
         conflux_engine::io::backend(cfg.io_mode).map_err(|source| StartError::Log { dir: dir.clone(), source })?;
     tracing::info!(io = %cfg.io_mode, using = %io_used, "log I/O backend");
+    #[cfg(feature = "failpoints")]
+    let io = crate::failpoints::wrap(io).map_err(StartError::Failpoints)?;
     let log_config = conflux_engine::Config {
         io,
         segment_bytes: cfg.segment_bytes,
@@ -730,10 +739,31 @@ pub async fn run(cfg: NodeConfig) -> Result<(), StartError> {
     let node = start(cfg).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|source| StartError::Listen { flag: "signal", url: "SIGTERM".into(), source })?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-    }
+    let mut metrics = node.core.raft.metrics();
+    let fatal = async move {
+        loop {
+            if let Err(f) = &metrics.borrow_watched().running_state {
+                return f.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "raft stopped".to_string();
+            }
+        }
+    };
+    let fatal = tokio::select! {
+        _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); None }
+        _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); None }
+        f = fatal => {
+            // A failed log write or sync poisons the store: nothing more can be made durable
+            // here, so the member stops (non-zero exit) rather than serve without Raft. Nothing
+            // acknowledged is lost; restarting recovers the log.
+            tracing::error!(error = %f, "raft stopped on a fatal error; shutting down");
+            Some(f)
+        }
+    };
     node.shutdown().await;
-    Ok(())
+    match fatal {
+        Some(f) => Err(StartError::Fatal(f)),
+        None => Ok(()),
+    }
 }

@@ -150,9 +150,15 @@ impl Cluster {
     }
 
     pub fn spawn_with(&mut self, i: usize, args: &[String]) {
+        self.spawn_env(i, args, &[]);
+    }
+
+    /// Start member `i` with `args` and extra environment variables.
+    pub fn spawn_env(&mut self, i: usize, args: &[String], env: &[(&str, &str)]) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path(i)).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_conflux"))
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
