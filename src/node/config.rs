@@ -42,6 +42,7 @@ const FLAGS: &[(&str, &str)] = &[
     ("segment-bytes", "CONFLUX_SEGMENT_BYTES"),
     ("snapshot-zstd-level", "CONFLUX_SNAPSHOT_ZSTD_LEVEL"),
     ("request-timeout", "CONFLUX_REQUEST_TIMEOUT"),
+    ("watch-progress-notify-interval", "CONFLUX_WATCH_PROGRESS_NOTIFY_INTERVAL"),
 ];
 
 /// The variable naming the config file when `--config-file` is not given.
@@ -233,6 +234,10 @@ pub struct ServeArgs {
     /// [default: 5000]
     #[arg(long = "request-timeout", value_name = "MS", allow_negative_numbers = true)]
     pub request_timeout: Option<String>,
+    /// How often an idle watcher created with progress_notify gets a progress notification, in
+    /// milliseconds (etcd's --experimental-watch-progress-notify-interval) [default: 600000]
+    #[arg(long = "watch-progress-notify-interval", value_name = "MS", allow_negative_numbers = true)]
+    pub watch_progress_notify_interval: Option<String>,
     /// YAML file of settings keyed by flag name; command-line flags and CONFLUX_* variables
     /// override it [default: none]
     #[arg(long = "config-file", value_name = "FILE")]
@@ -458,6 +463,8 @@ pub struct NodeConfig {
     pub snapshot_zstd_level: i32,
     /// How long a client request waits for a leader or for its commit.
     pub request_timeout: Duration,
+    /// How often idle watchers that asked for it get a progress notification.
+    pub watch_progress_notify_interval: Duration,
     /// The config file that was loaded, if any.
     pub config_file: Option<PathBuf>,
     warnings: Vec<String>,
@@ -642,6 +649,10 @@ impl NodeConfig {
             ));
         }
 
+        let progress =
+            layers.setting("watch-progress-notify-interval", args.watch_progress_notify_interval.as_deref(), "600000");
+        let progress_ms = positive(&progress, "milliseconds")?;
+
         Ok(NodeConfig {
             name: name.value,
             data_dir: data_dir_path,
@@ -666,6 +677,7 @@ impl NodeConfig {
             segment_bytes,
             snapshot_zstd_level,
             request_timeout: Duration::from_millis(request_timeout_ms),
+            watch_progress_notify_interval: Duration::from_millis(progress_ms),
             config_file: config_file.map(|(path, _)| path),
             warnings,
         })
