@@ -100,6 +100,11 @@ impl Leases {
         c
     }
 
+    /// Leader (in `term`): lease `id` was just granted with `ttl`; its clock starts now.
+    pub fn granted(&self, id: i64, ttl: i64, term: u64, now: Instant) {
+        self.lead(Some(term)).deadlines.insert(id, now + secs(ttl));
+    }
+
     /// Leader: renew lease `id`; its granted TTL, or 0 when it does not exist or has expired.
     pub fn keep_alive(&self, store: &Store, term: u64, id: i64, now: Instant) -> i64 {
         let Some(&ttl) = store.leases().get(&id) else { return 0 };

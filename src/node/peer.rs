@@ -572,6 +572,10 @@ pub async fn forward_locally(
     req: ForwardRequest,
 ) -> ForwardReply {
     use openraft::error::ClientWriteError as W;
+    let grant = match &req {
+        ForwardRequest::Write(WriteRequest::LeaseGrant(g)) => Some(g.id),
+        _ => None,
+    };
     let res = match req {
         ForwardRequest::Write(w) => raft.client_write(w).await,
         ForwardRequest::Publish { id, member } => {
@@ -583,7 +587,13 @@ pub async fn forward_locally(
         }
     };
     match res {
-        Ok(r) => ForwardReply::Done { result: r.data, term: r.log_id.leader_id.term },
+        Ok(r) => {
+            if let (Some(id), ApplyResult::Write(Ok(crate::mvcc::WriteResponse::LeaseGrant(g)))) = (grant, &r.data) {
+                // The lease's clock starts when the leader applied its grant, as etcd's does.
+                leases.granted(id, g.ttl, r.log_id.leader_id.term, std::time::Instant::now());
+            }
+            ForwardReply::Done { result: r.data, term: r.log_id.leader_id.term }
+        }
         Err(openraft::error::RaftError::APIError(W::ForwardToLeader(f))) => {
             ForwardReply::NotLeader { leader: f.leader_id }
         }

@@ -214,7 +214,7 @@ impl WatchSession {
         self.send(created).await?;
         let compacted = store.compacted_revision();
         if start < compacted {
-            return self.send(compacted_answer(id, compacted)).await;
+            return self.send(compacted_answer(self.header(0), id, compacted)).await;
         }
         let watcher = Watcher {
             range: KeyRange::new(c.key, &c.range_end),
@@ -261,7 +261,7 @@ impl WatchSession {
                 }
                 Err(MvccError::Compacted { compacted }) => {
                     self.watchers.remove(&id);
-                    self.send(compacted_answer(id, compacted as u64)).await?;
+                    self.send(compacted_answer(self.header(0), id, compacted as u64)).await?;
                 }
                 Err(e) => {
                     tracing::warn!(watch = id, error = %e, "watch cancelled");
@@ -340,10 +340,11 @@ fn keep(w: &Watcher, e: &Event) -> bool {
 }
 
 /// etcd's answer to a watcher whose next revision was compacted: cancelled, with the compacted
-/// revision (clients turn it into "required revision has been compacted").
-fn compacted_answer(id: i64, compacted: u64) -> pb::WatchResponse {
+/// revision (clients turn it into "required revision has been compacted"). etcd's header there
+/// carries revision 0.
+fn compacted_answer(h: pb::ResponseHeader, id: i64, compacted: u64) -> pb::WatchResponse {
     pb::WatchResponse {
-        header: Some(pb::ResponseHeader::default()),
+        header: Some(h),
         watch_id: id,
         canceled: true,
         compact_revision: compacted as i64,
