@@ -30,6 +30,9 @@ use crate::watch_hub::WatcherGuard;
 /// Most events in one answer (cut at a revision boundary; one revision is never split, except
 /// by fragmenting).
 const MAX_EVENTS_PER_RESPONSE: usize = 1000;
+/// Answers are cut (at a revision boundary) once they hold this many bytes of events, so a
+/// watcher catching up from history gets answers a client's default 4 MiB limit accepts.
+const RESPONSE_BYTES: usize = 1 << 20;
 /// etcd's id for answers that belong to no watcher (progress requested by the client).
 const NO_WATCH_ID: i64 = -1;
 
@@ -297,10 +300,14 @@ impl WatchSession {
                 out.push(resp);
             }
         };
+        let mut bytes = 0;
         for e in events {
-            if chunk.len() >= MAX_EVENTS_PER_RESPONSE && chunk.last().map(rev) != Some(rev(&e)) {
+            let full = chunk.len() >= MAX_EVENTS_PER_RESPONSE || bytes >= RESPONSE_BYTES;
+            if full && chunk.last().map(rev) != Some(rev(&e)) {
                 flush(std::mem::take(&mut chunk), &mut out);
+                bytes = 0;
             }
+            bytes += e.encoded_len();
             chunk.push(e);
         }
         if !chunk.is_empty() {
