@@ -288,3 +288,52 @@ impl<R: Read> Counting<'_, R> {
         Ok(Some(Bytes::from(v)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mvcc::{LeaseGrantRequest, PutRequest, WriteRequest};
+
+    fn put(s: &Store, key: &'static [u8], lease: i64) {
+        let req =
+            PutRequest { key: Bytes::from_static(key), value: Bytes::from_static(b"v"), lease, ..Default::default() };
+        s.apply(&WriteRequest::Put(req)).unwrap();
+    }
+
+    #[test]
+    fn leases_round_trip_with_their_keys() {
+        let s = Store::new();
+        for id in [-3, 5, 9] {
+            s.apply(&WriteRequest::LeaseGrant(LeaseGrantRequest { id, ttl: 30 })).unwrap();
+        }
+        put(&s, b"a", 5);
+        put(&s, b"b", 5);
+        put(&s, b"a", 9); // moves a to lease 9
+        put(&s, b"c", 0);
+        let mut body = Vec::new();
+        s.write_snapshot(&mut body).unwrap();
+        let (r, _) = Store::read_snapshot(&mut &body[..]).unwrap();
+        assert_eq!(*r.leases(), [(-3, 30), (5, 30), (9, 30)].into_iter().collect());
+        assert_eq!(r.lease(5).unwrap().keys, vec![Bytes::from_static(b"b")]);
+        assert_eq!(r.lease(9).unwrap().keys, vec![Bytes::from_static(b"a")]);
+        assert!(r.lease(-3).unwrap().keys.is_empty());
+    }
+
+    #[test]
+    fn version_1_bodies_load_without_leases_and_never_hold_lease_records() {
+        let s = Store::new();
+        put(&s, b"a", 0);
+        let mut body = Vec::new();
+        s.write_snapshot(&mut body).unwrap();
+        // Without leases a version 2 body is a version 1 body but for the magic.
+        body[..8].copy_from_slice(MAGIC_V1);
+        let (r, meta) = Store::read_snapshot(&mut &body[..]).unwrap();
+        assert_eq!((meta.revision, r.leases().len()), (2, 0));
+        s.apply(&WriteRequest::LeaseGrant(LeaseGrantRequest { id: 1, ttl: 30 })).unwrap();
+        let mut body = Vec::new();
+        s.write_snapshot(&mut body).unwrap();
+        body[..8].copy_from_slice(MAGIC_V1);
+        let e = Store::read_snapshot(&mut &body[..]).unwrap_err();
+        assert!(e.to_string().contains("unknown record tag 2"), "{e}");
+    }
+}
