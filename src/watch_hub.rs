@@ -17,6 +17,9 @@ use crate::mvcc::{Event, MvccError, Store};
 
 /// Events kept in the ring by default.
 pub const DEFAULT_RING_EVENTS: usize = 65_536;
+/// Most revisions one history fetch covers (etcd's catch-up batch), so a watcher far behind
+/// catches up in steps of bounded memory.
+pub const HISTORY_BATCH_REVISIONS: u64 = 1000;
 
 /// Every event with a revision in `from..` up to the newest applied revision, oldest first.
 #[derive(Debug)]
@@ -115,7 +118,9 @@ impl WatchHub {
         self.revision.subscribe()
     }
 
-    /// Events for `range` from revision `from` up to the store's published revision.
+    /// Events for `range` from revision `from` up to the store's published revision (from the
+    /// ring), or up to [`HISTORY_BATCH_REVISIONS`] revisions of them (from history: fetch again
+    /// from [`Fetched::next`] for the rest).
     ///
     /// # Errors
     /// [`MvccError::Compacted`] when `from` is behind the ring and below the compacted revision.
@@ -138,6 +143,7 @@ impl WatchHub {
                 return Ok(Fetched { events, next: upto + 1, from_history: false });
             }
         }
+        let upto = upto.min(from + HISTORY_BATCH_REVISIONS - 1);
         let events = store.history(range, from, upto)?;
         Ok(Fetched { events, next: upto + 1, from_history: true })
     }
@@ -200,6 +206,20 @@ mod tests {
         assert_eq!(revs(&f), vec![3, 5, 7]);
         assert_eq!(f.events[1].prev_kv.as_ref().map(|p| p.mod_revision), Some(3), "prev_kv from history");
         assert!(hub.fetch(&store, &all, 9).unwrap().events.is_empty(), "nothing past the newest revision");
+    }
+
+    #[test]
+    fn history_comes_in_bounded_batches() {
+        let store = Store::new();
+        let hub = WatchHub::new(store.revision(), 16);
+        for _ in 0..HISTORY_BATCH_REVISIONS + 200 {
+            put(&store, &hub, "k", false);
+        }
+        let k = KeyRange::new(Bytes::from_static(b"k"), &Bytes::new());
+        let f = hub.fetch(&store, &k, 2).unwrap();
+        assert_eq!((f.events.len() as u64, f.next), (HISTORY_BATCH_REVISIONS, 2 + HISTORY_BATCH_REVISIONS));
+        let rest = hub.fetch(&store, &k, f.next).unwrap();
+        assert_eq!((rest.events.len(), rest.next), (200, store.revision() + 1));
     }
 
     #[test]

@@ -111,10 +111,14 @@ impl WatchSession {
         let mut progress = tokio::time::interval_at((Instant::now() + interval).into(), interval);
         progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            if self.deliver().await.is_err() {
-                return;
-            }
+            // A watcher catching up from history gets one batch per turn, so requests on the
+            // stream are still served between batches.
+            let behind = match self.deliver().await {
+                Ok(behind) => behind,
+                Err(Gone) => return,
+            };
             let wake = tokio::select! {
+                _ = std::future::ready(()), if behind => Wake::Revision,
                 req = input.next() => Wake::Request(req),
                 changed = revisions.changed() => if changed.is_err() { return } else { Wake::Revision },
                 _ = progress.tick() => Wake::Progress,
@@ -164,7 +168,7 @@ impl WatchSession {
             Some(U::ProgressRequest(_)) => {
                 // Deliver what is owed first, so the revision reported is one every watcher has
                 // been told everything up to.
-                self.deliver().await?;
+                while self.deliver().await? {}
                 let resp = pb::WatchResponse {
                     header: Some(self.header(self.core.revision())),
                     watch_id: NO_WATCH_ID,
@@ -234,8 +238,10 @@ impl WatchSession {
         Ok(())
     }
 
-    /// Send every watcher what it is owed up to the published revision.
-    async fn deliver(&mut self) -> Result<(), Gone> {
+    /// Send every watcher what it is owed up to the published revision (a watcher catching up
+    /// from history: one batch of it). True when some watcher is still behind.
+    async fn deliver(&mut self) -> Result<bool, Gone> {
+        let mut behind = false;
         let hub = self.core.sm.hub().clone();
         let ids: Vec<i64> = self.watchers.keys().copied().collect();
         for id in ids {
@@ -252,6 +258,7 @@ impl WatchSession {
                     if let Some(w) = self.watchers.get_mut(&id) {
                         w.next = f.next;
                     }
+                    behind |= f.next <= store.revision();
                     if events.is_empty() {
                         continue;
                     }
@@ -280,7 +287,7 @@ impl WatchSession {
                 }
             }
         }
-        Ok(())
+        Ok(behind)
     }
 
     /// Answers for `events` of watcher `id`: at most [`MAX_EVENTS_PER_RESPONSE`] each, cut
