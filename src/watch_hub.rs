@@ -79,7 +79,12 @@ impl WatchHub {
 
     /// Whether apply should collect events.
     pub fn active(&self) -> bool {
-        self.watchers.load(Ordering::Acquire) > 0
+        self.watchers() > 0
+    }
+
+    /// Watchers registered now.
+    pub fn watchers(&self) -> usize {
+        self.watchers.load(Ordering::Acquire)
     }
 
     /// Count a watcher in (apply collects events while any exists); dropping the guard counts it out.

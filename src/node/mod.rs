@@ -583,6 +583,8 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
             revision: s.revision() as i64,
             compact_revision: s.compacted_revision() as i64,
             db_bytes: s.retained_bytes(),
+            watchers: store_sm.hub().watchers() as u64,
+            leases: s.leases().len() as u64,
         }
     };
     let metrics = Metrics::new(identity.member_id, engine, store);

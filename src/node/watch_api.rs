@@ -259,6 +259,9 @@ impl WatchSession {
                         w.next = f.next;
                     }
                     behind |= f.next <= store.revision();
+                    if f.from_history {
+                        tracing::debug!(watch = id, upto = f.next - 1, "watcher caught up from history");
+                    }
                     if events.is_empty() {
                         continue;
                     }
