@@ -167,16 +167,25 @@ impl lease_server::Lease for EtcdApi {
         let r = r.into_inner();
         // The id is chosen here, before proposing, so every member applies the same lease; a
         // TTL under the minimum is raised to it (etcd's rule).
-        let id = if r.id == 0 { self.core.leases.new_id() } else { r.id };
         let ttl = r.ttl.max(self.core.leases.min_ttl());
-        match self.write(WriteRequest::LeaseGrant(LeaseGrantRequest { id, ttl })).await? {
-            (WriteResponse::LeaseGrant(g), h) => Ok(Response::new(pb::LeaseGrantResponse {
-                header: Some(h.header(g.header.revision)),
-                id: g.id,
-                ttl: g.ttl,
-                error: String::new(),
-            })),
-            (other, _) => Err(unexpected("lease grant", other)),
+        let mut attempts = 0;
+        loop {
+            let id = if r.id == 0 { self.core.leases.new_id() } else { r.id };
+            let answer = self.write(WriteRequest::LeaseGrant(LeaseGrantRequest { id, ttl })).await;
+            match answer {
+                Ok((WriteResponse::LeaseGrant(g), h)) => {
+                    return Ok(Response::new(pb::LeaseGrantResponse {
+                        header: Some(h.header(g.header.revision)),
+                        id: g.id,
+                        ttl: g.ttl,
+                        error: String::new(),
+                    }));
+                }
+                Ok((other, _)) => return Err(unexpected("lease grant", other)),
+                // An id this member picked collided (a clock stepped back): pick another.
+                Err(e) if r.id == 0 && e.code() == tonic::Code::FailedPrecondition && attempts < 3 => attempts += 1,
+                Err(e) => return Err(e),
+            }
         }
     }
 
