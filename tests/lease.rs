@@ -1,6 +1,7 @@
 //! Leases on a 3-member cluster of real `conflux` processes: etcdctl's lease commands through
 //! followers (keep-alive and time-to-live are answered by the leader), keys attached with
-//! `put --lease`, expiry deleting every attached key on every member in one revision, and lease
+//! `put --lease`, expiry deleting every attached key on every member in one revision (as a
+//! watcher on another member sees it too), and lease
 //! state surviving a leader failover and a full restart (from a snapshot and the log after it).
 
 mod common;
@@ -9,7 +10,12 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use conflux::node::proto::etcdserverpb::lease_client::LeaseClient;
-use conflux::node::proto::etcdserverpb::{LeaseGrantRequest, LeaseTimeToLiveRequest, PutRequest, RangeRequest};
+use conflux::node::proto::etcdserverpb::watch_client::WatchClient;
+use conflux::node::proto::etcdserverpb::{
+    LeaseGrantRequest, LeaseTimeToLiveRequest, PutRequest, RangeRequest, WatchCreateRequest, WatchRequest,
+    watch_request,
+};
+use conflux::node::proto::mvccpb::event::EventType;
 
 fn lease_id(grant_output: &str) -> String {
     // "lease 694d7a3c0f4e2b12 granted with TTL(30s)"
@@ -132,6 +138,21 @@ fn expiry_deletes_the_keys_on_every_member_in_one_revision() {
         put(&mut kv, "exp/keep", "v").await.unwrap();
         let (before, n) = keys_at(&c, follower, "exp/", 0).await;
         assert_eq!(n, 4);
+        // A watcher on the third member sees the expiry as three deletes at one revision.
+        let third = (0..3).find(|&i| i != leader && i != follower).unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.send(WatchRequest {
+            request_union: Some(watch_request::RequestUnion::CreateRequest(WatchCreateRequest {
+                key: "exp/".into(),
+                range_end: "exp0".into(),
+                start_revision: before + 1,
+                ..Default::default()
+            })),
+        })
+        .await
+        .unwrap();
+        let mut watch = WatchClient::new(channel(&c, third).await);
+        let mut events = watch.watch(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
         let deadline = Instant::now() + Duration::from_secs(15);
         for i in 0..3 {
             loop {
@@ -148,6 +169,23 @@ fn expiry_deletes_the_keys_on_every_member_in_one_revision() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+        let mut deletes = Vec::new();
+        while deletes.len() < 3 {
+            let r = tokio::time::timeout(Duration::from_secs(10), events.message())
+                .await
+                .expect("watch answer within 10 s")
+                .unwrap()
+                .expect("watch stream open");
+            for e in r.events {
+                let kv = e.kv.unwrap();
+                assert_eq!(e.r#type, EventType::Delete as i32, "{kv:?}");
+                deletes.push((String::from_utf8_lossy(&kv.key).to_string(), kv.mod_revision));
+            }
+        }
+        drop(tx);
+        let want: Vec<(String, i64)> =
+            ["exp/a", "exp/b", "exp/c"].iter().map(|k| (k.to_string(), before + 1)).collect();
+        assert_eq!(deletes, want, "the watcher on member {third}");
         let r = lease.lease_time_to_live(LeaseTimeToLiveRequest { id: g.id, keys: false }).await.unwrap().into_inner();
         assert_eq!(r.ttl, -1, "the expired lease is gone");
         let ka = lease_keep_alive_once(&mut lease, g.id).await;
