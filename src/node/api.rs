@@ -213,7 +213,7 @@ impl lease_server::Lease for EtcdApi {
         let mut stopping = core.stopping.clone();
         let mut input = r.into_inner();
         // One answer per request, in order; the stream ends with the client's or at shutdown.
-        let out = async_stream_unfold(move |tx| async move {
+        let out = spawn_stream(move |tx| async move {
             loop {
                 let next = tokio::select! {
                     n = input.next() => n,
@@ -277,7 +277,7 @@ impl lease_server::Lease for EtcdApi {
 
 /// A response stream fed by a task: `body` gets the sending half of a small bounded channel (a
 /// client that stops reading holds the task, never the node).
-pub(crate) fn async_stream_unfold<T, F, Fut>(
+pub(crate) fn spawn_stream<T, F, Fut>(
     body: F,
 ) -> std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<T, Status>> + Send + 'static>>
 where

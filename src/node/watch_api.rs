@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::Core;
-use super::api::async_stream_unfold;
+use super::api::spawn_stream;
 use super::convert;
 use super::proto::etcdserverpb::{self as pb, watch_server};
 use super::proto::mvccpb;
@@ -58,7 +58,7 @@ impl watch_server::Watch for WatchApi {
     async fn watch(&self, r: Request<Streaming<pb::WatchRequest>>) -> Result<Response<WatchStream>, Status> {
         let core = self.core.clone();
         let input = r.into_inner();
-        Ok(Response::new(async_stream_unfold(move |tx| async move {
+        Ok(Response::new(spawn_stream(move |tx| async move {
             let mut s = WatchSession::new(core, tx);
             s.run(input).await;
         })))
