@@ -102,19 +102,19 @@ impl Leases {
 
     /// Leader (in `term`): lease `id` was just granted with `ttl`; its clock starts now.
     pub fn granted(&self, id: i64, ttl: i64, term: u64, now: Instant) {
-        self.lead(Some(term)).deadlines.insert(id, now + secs(ttl));
+        self.lead(Some(term)).deadlines.insert(id, deadline_at(now, ttl));
     }
 
     /// Leader: renew lease `id`; its granted TTL, or 0 when it does not exist or has expired.
     pub fn keep_alive(&self, store: &Store, term: u64, id: i64, now: Instant) -> i64 {
         let Some(&ttl) = store.leases().get(&id) else { return 0 };
         let mut c = self.lead(Some(term));
-        let deadline = *c.deadlines.entry(id).or_insert(now + secs(ttl));
+        let deadline = *c.deadlines.entry(id).or_insert(deadline_at(now, ttl));
         if deadline <= now {
             // Expired: its revoke is on the way; etcd answers such a keep-alive as not found.
             return 0;
         }
-        c.deadlines.insert(id, now + secs(ttl));
+        c.deadlines.insert(id, deadline_at(now, ttl));
         ttl
     }
 
@@ -122,7 +122,7 @@ impl Leases {
     pub fn time_to_live(&self, store: &Store, term: u64, id: i64, with_keys: bool, now: Instant) -> LeaseAnswer {
         let Some(lease) = store.lease(id) else { return LeaseAnswer::TimeToLive { ttl: -1, granted: 0, keys: vec![] } };
         let mut c = self.lead(Some(term));
-        let deadline = *c.deadlines.entry(id).or_insert(now + secs(lease.ttl));
+        let deadline = *c.deadlines.entry(id).or_insert(deadline_at(now, lease.ttl));
         let remaining = deadline.saturating_duration_since(now).as_secs() as i64;
         LeaseAnswer::TimeToLive {
             ttl: remaining,
@@ -144,7 +144,7 @@ impl Leases {
         c.revoking.retain(|id, _| leases.contains_key(id));
         let mut out = Vec::new();
         for (&id, &ttl) in leases.iter() {
-            let deadline = *c.deadlines.entry(id).or_insert(now + secs(ttl));
+            let deadline = *c.deadlines.entry(id).or_insert(deadline_at(now, ttl));
             if deadline > now {
                 continue;
             }
@@ -160,6 +160,11 @@ impl Leases {
 
 fn secs(ttl: i64) -> Duration {
     Duration::from_secs(ttl.max(0) as u64)
+}
+
+/// `now` + `ttl` seconds; a TTL too large for the clock (etcd allows 9e9 s) never expires.
+fn deadline_at(now: Instant, ttl: i64) -> Instant {
+    now.checked_add(secs(ttl)).unwrap_or(now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 #[cfg(test)]
@@ -209,5 +214,7 @@ mod tests {
         s.apply(&WriteRequest::LeaseRevoke(LeaseRevokeRequest { id: 7 })).unwrap();
         assert_eq!(l.time_to_live(&s, 2, 7, false, t0), LeaseAnswer::TimeToLive { ttl: -1, granted: 0, keys: vec![] });
         assert!(l.expired(&s, None, t0 + secs(100)).is_empty(), "followers revoke nothing");
+        grant(&s, 8, crate::mvcc::MAX_LEASE_TTL);
+        assert_eq!(l.keep_alive(&s, 3, 8, t0), crate::mvcc::MAX_LEASE_TTL, "the largest TTL fits the clock");
     }
 }
