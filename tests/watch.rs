@@ -257,13 +257,14 @@ fn one_stream_serves_many_watchers_with_filters_cancel_progress_and_compaction()
     });
 }
 
-/// A watcher whose client never reads: writes keep completing at the same pace, another
-/// watcher on another connection keeps up, and when the stalled client finally reads it gets
-/// every event exactly once, in revision order (rebuilt from history once it fell out of the
-/// live feed).
+/// A watcher whose client never reads: writes keep completing, another watcher on another
+/// connection keeps up, and when the stalled client finally reads it gets every event exactly
+/// once, in revision order (rebuilt from history: the feed keeps only 64 events here). A second
+/// stalled watcher whose position is compacted away meanwhile is cancelled with the compacted
+/// revision once it reads, after the events it was owed before that.
 #[test]
 fn a_watcher_that_never_reads_does_not_slow_writes() {
-    let c = Cluster::start(3, &[]);
+    let c = Cluster::start(3, &["--watch-ring-events", "64"]);
     let leader = c.wait_leader(None);
     let watched = (leader + 1) % 3;
     rt().block_on(async {
@@ -321,5 +322,27 @@ fn a_watcher_that_never_reads_does_not_slow_writes() {
             revs.extend(events(&r).into_iter().map(|e| e.2));
         }
         assert_eq!(revs, (start..=last).collect::<Vec<_>>(), "the lagging watcher's events");
+        drop(stalled);
+
+        // Fallen behind, then compacted past: cancelled with the reason, as etcd does.
+        let mut behind = Stream::open(&c, watched).await;
+        behind.create(WatchCreateRequest { start_revision: last + 1, ..create("slow/", "slow0") }).await;
+        for i in 0..n {
+            put(&mut kv, &format!("slow/{}", i % 50), &value).await.unwrap();
+        }
+        let compacted = put(&mut kv, "slow/end", "0").await.unwrap();
+        kv.compact(CompactionRequest { revision: compacted, physical: true }).await.unwrap();
+        assert!(behind.next().await.created);
+        let mut revs = Vec::new();
+        let cancel = loop {
+            let r = behind.next().await;
+            if r.canceled {
+                break r;
+            }
+            revs.extend(events(&r).into_iter().map(|e| e.2));
+        };
+        assert_eq!(cancel.compact_revision, compacted, "{cancel:?}");
+        assert!(revs.len() < n, "the watcher was meant to fall behind, yet got all {} events", revs.len());
+        assert_eq!(revs, (last + 1..last + 1 + revs.len() as i64).collect::<Vec<_>>(), "events before the cancel");
     });
 }

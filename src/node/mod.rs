@@ -551,8 +551,12 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
     let log =
         LogStore::open(&cfg.data_dir, log_config).map_err(|source| StartError::Log { dir: dir.clone(), source })?;
     let log_reader = log.reader();
-    let sm_config =
-        SmConfig { snapshot_zstd_level: cfg.snapshot_zstd_level, max_txn_ops: cfg.max_txn_ops, ..Default::default() };
+    let sm_config = SmConfig {
+        snapshot_zstd_level: cfg.snapshot_zstd_level,
+        max_txn_ops: cfg.max_txn_ops,
+        watch_ring_events: cfg.watch_ring_events,
+        ..Default::default()
+    };
     let sm = StateMachine::open(&cfg.data_dir, Arc::new(conflux_engine::io::StdIo), sm_config)
         .map_err(|source| StartError::StateMachine { dir: dir.clone(), source })?;
 
