@@ -15,3 +15,4 @@ pub mod mvcc;
 pub mod node;
 pub mod state_machine;
 pub mod types;
+pub mod watch_hub;

@@ -23,6 +23,7 @@ use parking_lot::Mutex;
 use crate::mvcc::snapshot::StoreMeta;
 use crate::mvcc::{DEFAULT_MAX_TXN_OPS, Store};
 use crate::types::{ApplyResult, LogId, SnapshotMeta, StoredMembership, TypeConfig};
+use crate::watch_hub::{DEFAULT_RING_EVENTS, WatchHub};
 
 /// What the snapshot container's `app_meta` holds: the store's own state at the snapshot point
 /// (informational: the body is authoritative).
@@ -52,11 +53,19 @@ pub struct SmConfig {
     pub max_txn_ops: usize,
     /// Most entries applied before publishing and answering. Default 1024.
     pub max_apply_batch: usize,
+    /// Events the watch feed keeps for watchers to read (older ones are rebuilt from the
+    /// store's history). Default 65536.
+    pub watch_ring_events: usize,
 }
 
 impl Default for SmConfig {
     fn default() -> Self {
-        SmConfig { snapshot_zstd_level: 3, max_txn_ops: DEFAULT_MAX_TXN_OPS, max_apply_batch: 1024 }
+        SmConfig {
+            snapshot_zstd_level: 3,
+            max_txn_ops: DEFAULT_MAX_TXN_OPS,
+            max_apply_batch: 1024,
+            watch_ring_events: DEFAULT_RING_EVENTS,
+        }
     }
 }
 
@@ -105,6 +114,7 @@ struct Inner {
     snapshots: Snapshots,
     config: SmConfig,
     compactor: crossbeam_channel::Sender<()>,
+    hub: Arc<WatchHub>,
 }
 
 /// The state machine. Clones share state; [`StateMachine::store`] gives lock-free readers.
@@ -155,6 +165,7 @@ impl StateMachine {
         };
         let applied_index = applied.last_applied.as_ref().map(|l| l.index).unwrap_or(0);
         let (tx, rx) = crossbeam_channel::unbounded::<()>();
+        let hub = Arc::new(WatchHub::new(store.revision(), config.watch_ring_events));
         let inner = Arc::new(Inner {
             store: ArcSwap::from_pointee(store),
             applied: Mutex::new(applied),
@@ -164,6 +175,7 @@ impl StateMachine {
             snapshots,
             config,
             compactor: tx,
+            hub,
         });
         // Physical compaction runs here, off the apply path.
         let weak = Arc::downgrade(&inner);
@@ -208,6 +220,11 @@ impl StateMachine {
         }
     }
 
+    /// The watch feed.
+    pub fn hub(&self) -> &Arc<WatchHub> {
+        &self.inner.hub
+    }
+
     /// The snapshot directory.
     pub fn snapshots(&self) -> &Snapshots {
         &self.inner.snapshots
@@ -218,11 +235,13 @@ impl StateMachine {
         let mut answers = Vec::with_capacity(batch.len());
         let mut last = None;
         let mut membership = None;
+        let hub = &self.inner.hub;
+        let mut events = hub.active().then(Vec::new);
         for (entry, responder) in batch {
             let log_id = entry.log_id();
             let result = match &entry.payload {
                 EntryPayload::Normal(req) => {
-                    ApplyResult::Write(store.apply_unpublished(req, self.inner.config.max_txn_ops))
+                    ApplyResult::Write(store.apply_with_events(req, self.inner.config.max_txn_ops, events.as_mut()))
                 }
                 EntryPayload::Blank => ApplyResult::Noop { revision: store.working_revision() as i64 },
                 EntryPayload::Membership(m) => {
@@ -239,6 +258,7 @@ impl StateMachine {
         // revision and a log id that match.
         let compaction_moved = {
             let mut a = self.inner.applied.lock();
+            hub.record(events, store.working_revision());
             let moved = store.publish();
             if let Some(m) = membership {
                 a.membership = m;
@@ -250,6 +270,7 @@ impl StateMachine {
             moved
         };
         self.inner.applied_notify.notify_waiters();
+        hub.announce(store.revision());
         if compaction_moved {
             let _ = self.inner.compactor.send(());
         }
@@ -322,7 +343,9 @@ impl StateMachine {
         };
         {
             let mut a = self.inner.applied.lock();
+            let revision = store.revision();
             self.inner.store.store(Arc::new(store));
+            self.inner.hub.reset(revision);
             a.last_applied = meta.last_log_id;
             a.membership = meta.last_membership.clone();
             self.inner.applied_index.store(index, Ordering::Release);

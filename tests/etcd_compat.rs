@@ -3,7 +3,7 @@
 //! fresh single-node conflux, and every answer must be the same once the header fields that name
 //! the cluster (cluster_id, member_id, raft_term) are zeroed. Errors compare as `code: message`.
 //!
-//! The sequence comes in four sections ([`Section`]), one test each, so a write one server refuses
+//! The sequence comes in five sections ([`Section`]), one test each, so a write one server refuses
 //! and the other applies only shifts the revisions of its own section. A failure lists every
 //! differing step with both answers; `ETCD_COMPAT_DUMP=1` prints all of them.
 //!
@@ -22,11 +22,17 @@ use bytes::Bytes;
 use compare::CompareResult as R;
 use conflux::node::proto::etcdserverpb::cluster_client::ClusterClient;
 use conflux::node::proto::etcdserverpb::kv_client::KvClient;
+use conflux::node::proto::etcdserverpb::lease_client::LeaseClient;
 use conflux::node::proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use conflux::node::proto::etcdserverpb::range_request::{SortOrder, SortTarget};
+use conflux::node::proto::etcdserverpb::watch_client::WatchClient;
 use conflux::node::proto::etcdserverpb::{
     CompactionRequest, Compare, DeleteRangeRequest, MemberListRequest, PutRequest, RangeRequest, RangeResponse,
     RequestOp, ResponseHeader, ResponseOp, StatusRequest, TxnRequest, TxnResponse, compare, request_op, response_op,
+};
+use conflux::node::proto::etcdserverpb::{
+    LeaseGrantRequest, LeaseKeepAliveRequest, LeaseLeasesRequest, LeaseRevokeRequest, LeaseTimeToLiveRequest,
+    WatchCancelRequest, WatchCreateRequest, WatchProgressRequest, WatchRequest, WatchResponse, watch_request,
 };
 use tonic::transport::Channel;
 
@@ -324,6 +330,8 @@ fn lease(v: i64) -> compare::TargetUnion {
 /// Sends requests to one server and records each normalized answer under a step name.
 struct Recorder<'a> {
     kv: &'a mut KvClient<Channel>,
+    /// For the Lease and Watch services.
+    channel: Channel,
     steps: Vec<(String, String)>,
     /// Header revision of the last successful top-level answer, so later steps can address
     /// revisions relative to "now" without hard-coding them.
@@ -418,18 +426,23 @@ enum Section {
     PutOptionsAndLimits,
     /// Compaction and reads around the compacted revision.
     Compaction,
+    /// Lease grant (chosen ids, minimum and maximum TTL), keys on leases, keep-alive,
+    /// time-to-live, revoke, and watch answers (compacted start, history replay, cancel,
+    /// progress, refused creates).
+    LeasesAndWatches,
 }
 
 /// Runs one section's request sequence against one server and returns `(step, answer)` pairs.
 /// A sequence depends on earlier answers only through header revisions and returned keys, so two
 /// servers that behave alike get exactly the same requests.
-async fn run_sequence(kv: &mut KvClient<Channel>, section: Section) -> Vec<(String, String)> {
-    let mut s = Recorder { kv, steps: Vec::new(), rev: 0 };
+async fn run_sequence(kv: &mut KvClient<Channel>, channel: Channel, section: Section) -> Vec<(String, String)> {
+    let mut s = Recorder { kv, channel, steps: Vec::new(), rev: 0 };
     match section {
         Section::KvReadsAndDeletes => kv_reads_and_deletes(&mut s).await,
         Section::Txn => txns(&mut s).await,
         Section::PutOptionsAndLimits => put_options_and_limits(&mut s).await,
         Section::Compaction => compaction(&mut s).await,
+        Section::LeasesAndWatches => leases_and_watches(&mut s).await,
     }
     s.range("final: every key", all()).await;
     s.record("final: revision", s.rev.to_string());
@@ -995,6 +1008,180 @@ async fn compaction(s: &mut Recorder<'_>) {
     s.range("versions and create revisions survive compaction", all()).await;
 }
 
+/// A lease's time-to-live, with the remaining TTL reduced to what two servers share: -1, or
+/// whether it is within 3 s of the granted TTL. Keys are sorted (etcd lists them in Go map
+/// order, which varies from run to run).
+async fn time_to_live(s: &mut Recorder<'_>, name: &str, id: i64, keys: bool) {
+    let mut lease = LeaseClient::new(s.channel.clone());
+    let r = flatten(
+        tokio::time::timeout(REQUEST_TIMEOUT, lease.lease_time_to_live(LeaseTimeToLiveRequest { id, keys })).await,
+    );
+    let text = match r {
+        Ok(mut r) => format!(
+            "id: {}, ttl: {}, granted_ttl: {}, keys: {:?}, header revision: {}",
+            r.id,
+            if r.ttl < 0 {
+                r.ttl.to_string()
+            } else {
+                format!("within 3 s of granted: {}", r.granted_ttl - r.ttl <= 3)
+            },
+            r.granted_ttl,
+            {
+                r.keys.sort();
+                &r.keys
+            },
+            r.header.map_or(0, |h| h.revision)
+        ),
+        Err(e) => render::<()>(Err(e)),
+    };
+    s.record(name, text);
+}
+
+async fn keep_alive(s: &mut Recorder<'_>, name: &str, id: i64) {
+    let mut lease = LeaseClient::new(s.channel.clone());
+    let call = async {
+        let mut answers =
+            lease.lease_keep_alive(futures_util::stream::iter(vec![LeaseKeepAliveRequest { id }])).await?.into_inner();
+        answers.message().await
+    };
+    let text = match tokio::time::timeout(REQUEST_TIMEOUT, call).await {
+        Ok(Ok(Some(mut r))) => {
+            zero_header(&mut r.header);
+            format!("{r:?}")
+        }
+        Ok(Ok(None)) => "stream ended without an answer".to_string(),
+        Ok(Err(e)) => render::<()>(Err(e)),
+        Err(_) => "no answer".to_string(),
+    };
+    s.record(name, text);
+}
+
+/// The next `n` answers of a watch stream, headers normalized.
+async fn watch_answers(name: &str, s: &mut Recorder<'_>, rx: &mut tonic::Streaming<WatchResponse>, n: usize) {
+    for i in 0..n {
+        let text = match tokio::time::timeout(REQUEST_TIMEOUT, rx.message()).await {
+            Ok(Ok(Some(mut r))) => {
+                zero_header(&mut r.header);
+                format!("{r:?}")
+            }
+            other => format!("no answer: {other:?}"),
+        };
+        s.record(&format!("{name} (answer {})", i + 1), text);
+    }
+}
+
+async fn leases_and_watches(s: &mut Recorder<'_>) {
+    let mut leases = LeaseClient::new(s.channel.clone());
+    macro_rules! lease_call {
+        ($name:expr, $call:expr) => {{
+            let r = flatten(tokio::time::timeout(REQUEST_TIMEOUT, $call).await);
+            s.record(
+                $name,
+                render(r.map(|mut r| {
+                    zero_header(&mut r.header);
+                    r
+                })),
+            );
+        }};
+    }
+    lease_call!("grant a chosen id", leases.lease_grant(LeaseGrantRequest { id: 0x1000, ttl: 60 }));
+    lease_call!("grant the same id again", leases.lease_grant(LeaseGrantRequest { id: 0x1000, ttl: 60 }));
+    lease_call!("grant a TTL under the minimum", leases.lease_grant(LeaseGrantRequest { id: 0x1001, ttl: 1 }));
+    lease_call!(
+        "grant a TTL over the maximum",
+        leases.lease_grant(LeaseGrantRequest { id: 0x1002, ttl: 9_000_000_001 })
+    );
+    lease_call!("grant a negative id", leases.lease_grant(LeaseGrantRequest { id: -5, ttl: 60 }));
+    s.put("put a on the lease", PutRequest { lease: 0x1000, ..put("a", "1") }).await;
+    s.put("put b on the lease", PutRequest { lease: 0x1000, ..put("b", "1") }).await;
+    s.txn(
+        "txn put c on the lease",
+        txn(
+            vec![],
+            vec![RequestOp {
+                request: Some(request_op::Request::RequestPut(PutRequest { lease: 0x1000, ..put("c", "1") })),
+            }],
+            vec![],
+        ),
+    )
+    .await;
+    s.put("put d on no lease", put("d", "1")).await;
+    s.put("put with ignore_lease keeps the lease", PutRequest { ignore_lease: true, ..put("b", "2") }).await;
+    s.range("keys carry their lease", all()).await;
+    s.txn("txn compare on the lease", txn(vec![cmp("a", R::Equal, lease(0x1000))], vec![op_range(get("a"))], vec![]))
+        .await;
+    time_to_live(s, "time-to-live with keys", 0x1000, true).await;
+    time_to_live(s, "time-to-live without keys", 0x1000, false).await;
+    time_to_live(s, "time-to-live of an unknown lease", 0x9999, true).await;
+    keep_alive(s, "keep-alive", 0x1000).await;
+    keep_alive(s, "keep-alive of an unknown lease", 0x9999).await;
+    lease_call!("revoke an unknown lease", leases.lease_revoke(LeaseRevokeRequest { id: 0x9999 }));
+    let list = flatten(tokio::time::timeout(REQUEST_TIMEOUT, leases.lease_leases(LeaseLeasesRequest {})).await);
+    s.record(
+        "lease list",
+        render(list.map(|r| {
+            let mut ids: Vec<i64> = r.leases.iter().map(|l| l.id).collect();
+            ids.sort();
+            ids
+        })),
+    );
+    s.put("move a to the other lease", PutRequest { lease: 0x1001, prev_kv: true, ..put("a", "2") }).await;
+    time_to_live(s, "the first lease lost a", 0x1000, true).await;
+    lease_call!("revoke the first lease", leases.lease_revoke(LeaseRevokeRequest { id: 0x1000 }));
+    s.range("its keys are gone in one revision, a stays", all()).await;
+    lease_call!("revoke it again", leases.lease_revoke(LeaseRevokeRequest { id: 0x1000 }));
+    s.put("put on the revoked lease", PutRequest { lease: 0x1000, ..put("e", "1") }).await;
+    lease_call!("revoke a lease holding no key", leases.lease_revoke(LeaseRevokeRequest { id: -5 }));
+
+    // Watches.
+    s.range("current revision probe", get("a")).await;
+    let now = s.rev;
+    s.compact("compact to now-2", now - 2, true).await;
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let send = |r: watch_request::RequestUnion| {
+        let tx = tx.clone();
+        async move { tx.send(WatchRequest { request_union: Some(r) }).await.expect("watch stream open") }
+    };
+    let create = |key: &str, end: &str, start: i64, prev_kv: bool, id: i64| {
+        watch_request::RequestUnion::CreateRequest(WatchCreateRequest {
+            key: b(key),
+            range_end: b(end),
+            start_revision: start,
+            prev_kv,
+            watch_id: id,
+            ..Default::default()
+        })
+    };
+    // etcd sends the stream's headers with its first answer: ask before waiting for them.
+    send(create("a", "", 1, false, 0)).await;
+    let mut watch = WatchClient::new(s.channel.clone());
+    let opened = tokio::time::timeout(REQUEST_TIMEOUT, watch.watch(tokio_stream::wrappers::ReceiverStream::new(rx)));
+    let mut answers = match flatten(opened.await) {
+        Ok(r) => r,
+        Err(e) => {
+            s.record("open a watch stream", render::<()>(Err(e)));
+            return;
+        }
+    };
+    watch_answers("watch from a compacted revision", s, &mut answers, 2).await;
+    send(create("a", "\0", now - 2, true, 0)).await;
+    watch_answers("watch every key from the compacted revision with prev_kv", s, &mut answers, 2).await;
+    send(create("z", "", 0, false, 5)).await;
+    watch_answers("watch with a chosen id", s, &mut answers, 1).await;
+    send(create("y", "", 0, false, 5)).await;
+    watch_answers("watch with an id in use", s, &mut answers, 1).await;
+    send(create("b", "a", 0, false, 0)).await;
+    watch_answers("watch an empty range", s, &mut answers, 1).await;
+    send(watch_request::RequestUnion::CancelRequest(WatchCancelRequest { watch_id: 99 })).await;
+    send(watch_request::RequestUnion::ProgressRequest(WatchProgressRequest {})).await;
+    watch_answers("cancel an unknown watcher, then ask for progress", s, &mut answers, 1).await;
+    send(watch_request::RequestUnion::CancelRequest(WatchCancelRequest { watch_id: 5 })).await;
+    watch_answers("cancel a watcher", s, &mut answers, 1).await;
+    s.put("put z after its watcher was cancelled", put("z", "1")).await;
+    s.delete("delete d", del("d", "", true)).await;
+    watch_answers("the prefix watcher sees the put and the delete", s, &mut answers, 2).await;
+}
+
 /// Answers of the Cluster and Maintenance services, reduced to what two clusters share.
 async fn cluster_answers(channel: Channel, server: &Server) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -1104,8 +1291,10 @@ async fn differential(section: Section) {
 
     let mut etcd_kv = KvClient::new(etcd_channel.clone());
     let mut conflux_kv = KvClient::new(conflux_channel.clone());
-    let (mut etcd_steps, mut conflux_steps) =
-        tokio::join!(run_sequence(&mut etcd_kv, section), run_sequence(&mut conflux_kv, section));
+    let (mut etcd_steps, mut conflux_steps) = tokio::join!(
+        run_sequence(&mut etcd_kv, etcd_channel.clone(), section),
+        run_sequence(&mut conflux_kv, conflux_channel.clone(), section)
+    );
     if section == Section::KvReadsAndDeletes {
         let (e, c) = tokio::join!(cluster_answers(etcd_channel, &etcd), cluster_answers(conflux_channel, &conflux));
         etcd_steps.extend(e);
@@ -1142,4 +1331,9 @@ async fn put_options_and_limits_match_etcd() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_matches_etcd() {
     differential(Section::Compaction).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_and_watches_match_etcd() {
+    differential(Section::LeasesAndWatches).await;
 }

@@ -90,6 +90,28 @@ fn val(v: u8) -> Bytes {
     Bytes::from(format!("v{v}"))
 }
 
+/// Grant leases `ids` (60 s each); a grant takes no revision.
+fn grant_leases(store: &Store, ids: &[i64]) {
+    for &id in ids {
+        store.apply(&WriteRequest::LeaseGrant(LeaseGrantRequest { id, ttl: 60 })).unwrap();
+    }
+}
+
+/// Each lease holds exactly the live keys whose newest version names it.
+fn check_lease_keys(store: &Store, ids: &[i64]) {
+    let all = store
+        .range(&RangeRequest {
+            key: Bytes::from_static(b"\0"),
+            range_end: Bytes::from_static(b"\0"),
+            ..Default::default()
+        })
+        .unwrap();
+    for &id in ids {
+        let want: Vec<Bytes> = all.kvs.iter().filter(|kv| kv.lease == id).map(|kv| kv.key.clone()).collect();
+        assert_eq!(store.lease(id).expect("granted").keys, want, "keys of lease {id}");
+    }
+}
+
 /// Apply `op` to both; compare the answers that matter.
 fn step(store: &Store, model: &mut Model, op: &Op) {
     match op {
@@ -232,17 +254,24 @@ proptest! {
     #[test]
     fn store_matches_model_at_every_revision(ops in proptest::collection::vec(op(), 1..60)) {
         let store = Store::new();
+        grant_leases(&store, &[1, 2]);
         let mut model = Model::new();
         for op in &ops {
             step(&store, &mut model, op);
             check_all_revisions(&store, &model);
         }
+        check_lease_keys(&store, &[1, 2]);
         // The snapshot round trip keeps every retained revision readable.
         let mut body = Vec::new();
         let meta = store.write_snapshot(&mut body).unwrap();
         prop_assert_eq!(meta.revision as i64, model.rev);
         let (restored, meta2) = Store::read_snapshot(&mut &body[..]).unwrap();
         prop_assert_eq!(meta, meta2);
+        // Leases come back with their keys (rebuilt from the newest versions).
+        prop_assert_eq!(restored.leases(), store.leases());
+        for id in [1, 2] {
+            prop_assert_eq!(restored.lease(id), store.lease(id));
+        }
         check_all_revisions(&restored, &model);
         prop_assert_eq!(restored.key_count(), store.key_count());
     }
@@ -269,6 +298,7 @@ fn readers_and_snapshots_during_apply_never_see_a_torn_state() {
     }
     let mut model = Model::new();
     let scratch = Store::new();
+    grant_leases(&scratch, &[1, 2]);
     let mut states: Vec<Vec<(Bytes, Bytes)>> = vec![Vec::new(); 2];
     for op in &ops {
         step(&scratch, &mut model, op);
@@ -325,6 +355,7 @@ fn readers_and_snapshots_during_apply_never_see_a_torn_state() {
 #[test]
 fn etcd_errors_and_edge_cases() {
     let s = Store::new();
+    grant_leases(&s, &[7]);
     assert_eq!(s.revision(), 1);
     let put = |k: &str, v: &str| {
         WriteRequest::Put(PutRequest {

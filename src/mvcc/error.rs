@@ -30,4 +30,10 @@ pub enum MvccError {
     /// A lease that does not exist.
     #[error("etcdserver: requested lease not found")]
     LeaseNotFound,
+    /// A grant named a lease id already in use.
+    #[error("etcdserver: lease already exists")]
+    LeaseExists,
+    /// A grant asked for a TTL above [`crate::mvcc::MAX_LEASE_TTL`].
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
 }

@@ -4,6 +4,8 @@
 
 mod compact;
 mod error;
+pub mod event;
+mod lease;
 mod read;
 pub mod request;
 pub mod snapshot;
@@ -11,6 +13,8 @@ mod store;
 mod write;
 
 pub use error::MvccError;
+pub use event::{Event, EventKind};
+pub use lease::{LeaseInfo, MAX_LEASE_TTL};
 pub use request::*;
 pub use store::{INITIAL_REVISION, Store};
 pub use write::DEFAULT_MAX_TXN_OPS;

@@ -185,7 +185,25 @@ pub struct CompactionRequest {
     pub physical: bool,
 }
 
-/// The write requests the Raft log carries.
+/// A lease grant with its id already chosen (by the member that took the request), so every
+/// member applies the same lease.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseGrantRequest {
+    /// Lease id (never 0 once proposed).
+    pub id: i64,
+    /// TTL, seconds (already raised to the minimum).
+    pub ttl: i64,
+}
+
+/// A lease revoke: the client's, or the leader's on expiry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRevokeRequest {
+    /// Lease id.
+    pub id: i64,
+}
+
+/// The write requests the Raft log carries. New variants go at the end: the log holds them by
+/// position.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WriteRequest {
     /// Put.
@@ -196,6 +214,10 @@ pub enum WriteRequest {
     Txn(TxnRequest),
     /// Compact.
     Compact(CompactionRequest),
+    /// LeaseGrant.
+    LeaseGrant(LeaseGrantRequest),
+    /// LeaseRevoke (deletes the lease's keys in one revision).
+    LeaseRevoke(LeaseRevokeRequest),
 }
 
 impl std::fmt::Display for WriteRequest {
@@ -207,6 +229,8 @@ impl std::fmt::Display for WriteRequest {
                 write!(f, "txn ({} compares, {}/{} ops)", t.compare.len(), t.success.len(), t.failure.len())
             }
             WriteRequest::Compact(c) => write!(f, "compact {}", c.revision),
+            WriteRequest::LeaseGrant(g) => write!(f, "lease grant {:x} ttl {}", g.id, g.ttl),
+            WriteRequest::LeaseRevoke(r) => write!(f, "lease revoke {:x}", r.id),
         }
     }
 }
@@ -283,6 +307,24 @@ pub struct CompactionResponse {
     pub header: ResponseHeader,
 }
 
+/// The answer to a lease grant.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseGrantResponse {
+    /// Header.
+    pub header: ResponseHeader,
+    /// Lease id.
+    pub id: i64,
+    /// Granted TTL, seconds.
+    pub ttl: i64,
+}
+
+/// The answer to a lease revoke.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRevokeResponse {
+    /// Header.
+    pub header: ResponseHeader,
+}
+
 /// The answer to a [`WriteRequest`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WriteResponse {
@@ -294,6 +336,10 @@ pub enum WriteResponse {
     Txn(TxnResponse),
     /// Compact.
     Compact(CompactionResponse),
+    /// LeaseGrant.
+    LeaseGrant(LeaseGrantResponse),
+    /// LeaseRevoke.
+    LeaseRevoke(LeaseRevokeResponse),
 }
 
 impl WriteResponse {
@@ -304,6 +350,8 @@ impl WriteResponse {
             WriteResponse::DeleteRange(r) => r.header.revision,
             WriteResponse::Txn(r) => r.header.revision,
             WriteResponse::Compact(r) => r.header.revision,
+            WriteResponse::LeaseGrant(r) => r.header.revision,
+            WriteResponse::LeaseRevoke(r) => r.header.revision,
         }
     }
 }

@@ -3,13 +3,16 @@
 //! file; this module only defines the bytes inside. Format in `docs/format.md#state-machine-snapshot-body`.
 //!
 //! ```text
-//! magic "CFXMVCC1"
+//! magic "CFXMVCC2"
 //! version*:  0x01 | key_len u32 | key | mod_rev u64 | create_rev u64 | version u64 | lease i64
 //!                 | tombstone u8 | value_len u32 | value
+//! lease*:    0x02 | id i64 | ttl i64
 //! end:       0x00 | count u64 | revision u64 | compacted u64
 //! ```
 //! All integers little-endian. Versions come in the store's order (key ascending, revision
-//! descending).
+//! descending), then leases by id. Which keys a lease holds is not stored: it follows from the
+//! newest version of every key. Version 1 bodies (`CFXMVCC1`, no lease records) still load,
+//! with no leases.
 
 use std::io::{self, Read, Write};
 use std::sync::atomic::Ordering;
@@ -20,8 +23,11 @@ use serde::{Deserialize, Serialize};
 use super::store::{Store, VKey, Version};
 
 /// Magic at the start of the body.
-pub const MAGIC: &[u8; 8] = b"CFXMVCC1";
+pub const MAGIC: &[u8; 8] = b"CFXMVCC2";
+/// Magic of version 1 bodies (before leases), still read.
+pub const MAGIC_V1: &[u8; 8] = b"CFXMVCC1";
 const TAG_VERSION: u8 = 1;
+const TAG_LEASE: u8 = 2;
 const TAG_END: u8 = 0;
 /// Largest key or value accepted when reading (guards allocations on damaged input).
 pub const MAX_FIELD: usize = 64 << 20;
@@ -34,6 +40,8 @@ pub struct SnapshotPoint<'a> {
     pub revision: u64,
     /// The compacted revision.
     pub compacted: u64,
+    /// Lease ids and TTLs at `revision`.
+    pub leases: std::sync::Arc<std::collections::BTreeMap<i64, i64>>,
 }
 
 /// What the snapshot container's `app_meta` holds for the store.
@@ -82,7 +90,12 @@ impl Store {
     /// makes the caller's own metadata (last applied log id) match the published revision.
     pub fn snapshot_point(&self) -> SnapshotPoint<'_> {
         let guard = self.compaction.lock();
-        SnapshotPoint { _guard: guard, revision: self.revision(), compacted: self.compacted_revision() }
+        SnapshotPoint {
+            _guard: guard,
+            revision: self.revision(),
+            compacted: self.compacted_revision(),
+            leases: self.leases(),
+        }
     }
 
     /// Write the versions at `point` to `out`.
@@ -128,6 +141,13 @@ impl Store {
                 versions += 1;
             }
         }
+        for (id, ttl) in point.leases.iter() {
+            rec.clear();
+            rec.push(TAG_LEASE);
+            rec.extend_from_slice(&id.to_le_bytes());
+            rec.extend_from_slice(&ttl.to_le_bytes());
+            out.write_all(&rec)?;
+        }
         let mut end = vec![TAG_END];
         end.extend_from_slice(&versions.to_le_bytes());
         end.extend_from_slice(&revision.to_le_bytes());
@@ -145,9 +165,12 @@ impl Store {
         let bad = |offset: u64, what: &str| SnapshotBodyError::Malformed { offset, what: what.to_string() };
         let mut magic = [0u8; 8];
         r.read_exact(&mut magic)?;
-        if &magic != MAGIC {
-            return Err(bad(0, "not a store snapshot (bad magic)"));
-        }
+        let with_leases = match &magic {
+            m if m == MAGIC => true,
+            m if m == MAGIC_V1 => false,
+            _ => return Err(bad(0, "not a store snapshot (bad magic)")),
+        };
+        let mut leases = std::collections::BTreeMap::new();
         let store = Store::new();
         let mut versions = 0u64;
         let mut keys = 0i64;
@@ -165,7 +188,19 @@ impl Store {
             match r.u8()? {
                 TAG_END => break,
                 TAG_VERSION => {}
+                TAG_LEASE if with_leases => {
+                    let id = r.u64()? as i64;
+                    let ttl = r.u64()? as i64;
+                    if leases.last_key_value().is_some_and(|(last, _)| *last >= id) {
+                        return Err(bad(at, "leases out of order"));
+                    }
+                    leases.insert(id, ttl);
+                    continue;
+                }
                 t => return Err(bad(at, &format!("unknown record tag {t}"))),
+            }
+            if !leases.is_empty() {
+                return Err(bad(at, "a version after the leases"));
             }
             let key = r.field()?.ok_or_else(|| bad(at, "key longer than the limit"))?;
             let rev = r.u64()?;
@@ -214,6 +249,7 @@ impl Store {
         store.working_compacted.store(compacted, Ordering::Release);
         store.physically_compacted.store(0, Ordering::Release);
         store.keys.store(keys, Ordering::Release);
+        store.rebuild_leases(&leases);
         Ok((store, StoreMeta { revision, compacted, keys: keys as u64, versions }))
     }
 }
@@ -250,5 +286,54 @@ impl<R: Read> Counting<'_, R> {
         let mut v = vec![0u8; len];
         self.read_exact(&mut v)?;
         Ok(Some(Bytes::from(v)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mvcc::{LeaseGrantRequest, PutRequest, WriteRequest};
+
+    fn put(s: &Store, key: &'static [u8], lease: i64) {
+        let req =
+            PutRequest { key: Bytes::from_static(key), value: Bytes::from_static(b"v"), lease, ..Default::default() };
+        s.apply(&WriteRequest::Put(req)).unwrap();
+    }
+
+    #[test]
+    fn leases_round_trip_with_their_keys() {
+        let s = Store::new();
+        for id in [-3, 5, 9] {
+            s.apply(&WriteRequest::LeaseGrant(LeaseGrantRequest { id, ttl: 30 })).unwrap();
+        }
+        put(&s, b"a", 5);
+        put(&s, b"b", 5);
+        put(&s, b"a", 9); // moves a to lease 9
+        put(&s, b"c", 0);
+        let mut body = Vec::new();
+        s.write_snapshot(&mut body).unwrap();
+        let (r, _) = Store::read_snapshot(&mut &body[..]).unwrap();
+        assert_eq!(*r.leases(), [(-3, 30), (5, 30), (9, 30)].into_iter().collect());
+        assert_eq!(r.lease(5).unwrap().keys, vec![Bytes::from_static(b"b")]);
+        assert_eq!(r.lease(9).unwrap().keys, vec![Bytes::from_static(b"a")]);
+        assert!(r.lease(-3).unwrap().keys.is_empty());
+    }
+
+    #[test]
+    fn version_1_bodies_load_without_leases_and_never_hold_lease_records() {
+        let s = Store::new();
+        put(&s, b"a", 0);
+        let mut body = Vec::new();
+        s.write_snapshot(&mut body).unwrap();
+        // Without leases a version 2 body is a version 1 body but for the magic.
+        body[..8].copy_from_slice(MAGIC_V1);
+        let (r, meta) = Store::read_snapshot(&mut &body[..]).unwrap();
+        assert_eq!((meta.revision, r.leases().len()), (2, 0));
+        s.apply(&WriteRequest::LeaseGrant(LeaseGrantRequest { id: 1, ttl: 30 })).unwrap();
+        let mut body = Vec::new();
+        s.write_snapshot(&mut body).unwrap();
+        body[..8].copy_from_slice(MAGIC_V1);
+        let e = Store::read_snapshot(&mut &body[..]).unwrap_err();
+        assert!(e.to_string().contains("unknown record tag 2"), "{e}");
     }
 }

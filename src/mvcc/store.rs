@@ -13,15 +13,18 @@ use std::cmp::Ordering as CmpOrdering;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
 use crossbeam_epoch as epoch;
 use crossbeam_skiplist::base::SkipList;
 use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use super::error::MvccError;
+use super::lease::LeaseTable;
 use super::request::KeyValue;
 
 /// A key as the map stores it.
@@ -109,6 +112,18 @@ impl Version {
         self.version
     }
 
+    /// The key-value of this version, sharing `key`'s buffer.
+    pub fn to_kv_shared(&self, key: &Bytes, rev: u64) -> KeyValue {
+        KeyValue {
+            key: key.clone(),
+            create_revision: self.create() as i64,
+            mod_revision: rev as i64,
+            version: self.version() as i64,
+            value: self.value.clone(),
+            lease: self.lease,
+        }
+    }
+
     pub fn to_kv(&self, key: &[u8], rev: u64, with_value: bool) -> KeyValue {
         KeyValue {
             key: Bytes::copy_from_slice(key),
@@ -149,6 +164,12 @@ pub struct Store {
     pub(crate) keys: AtomicI64,
     /// Held by physical compaction and by snapshot builds, never by readers or apply.
     pub(crate) compaction: Mutex<()>,
+    /// Leases and their keys as apply has them.
+    pub(crate) lease_table: Mutex<LeaseTable>,
+    /// Lease ids and TTLs at the published revision.
+    pub(crate) published_leases: ArcSwap<BTreeMap<i64, i64>>,
+    /// The working lease table changed since the last publish.
+    pub(crate) leases_dirty: AtomicBool,
 }
 
 impl Default for Store {
@@ -212,6 +233,9 @@ impl Store {
             physically_compacted: AtomicU64::new(0),
             keys: AtomicI64::new(0),
             compaction: Mutex::new(()),
+            lease_table: Mutex::new(LeaseTable::default()),
+            published_leases: ArcSwap::from_pointee(BTreeMap::new()),
+            leases_dirty: AtomicBool::new(false),
         }
     }
 
@@ -359,6 +383,7 @@ impl Store {
     /// Make everything applied so far visible to readers at once: a batch is never seen torn.
     /// Returns true when the compacted revision moved (physical compaction has work).
     pub fn publish(&self) -> bool {
+        self.publish_leases();
         let delta = self.pending_keys.swap(0, Ordering::AcqRel);
         if delta != 0 {
             self.keys.fetch_add(delta, Ordering::AcqRel);

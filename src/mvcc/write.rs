@@ -10,6 +10,8 @@ use std::collections::HashSet;
 use bytes::Bytes;
 
 use super::error::MvccError;
+use super::event::{Event, EventKind};
+use super::lease::LeaseTable;
 use super::request::*;
 use super::store::{RangeEnd, Store, Version};
 
@@ -21,6 +23,9 @@ struct WriteTxn<'a> {
     base: u64,
     changed: bool,
     key_delta: i64,
+    leases: &'a mut LeaseTable,
+    /// Where watch events go, when someone watches.
+    events: Option<&'a mut Vec<Event>>,
 }
 
 impl WriteTxn<'_> {
@@ -50,12 +55,26 @@ impl WriteTxn<'_> {
                 (Some((_, p)), true) => p.lease,
                 _ => req.lease,
             };
-            self.store.insert(&req.key, rev, Version::new(create, version, lease, value, false));
+            let new = Version::new(create, version, lease, value, false);
+            self.emit_put(&req.key, rev, &new, prev.as_ref());
+            self.store.insert(&req.key, rev, new);
             prev
         } else {
             // One traversal: insert, then read the previous version next to it.
-            self.store.insert_put(&req.key, rev, req.lease, req.value.clone())
+            let prev = self.store.insert_put(&req.key, rev, req.lease, req.value.clone());
+            if self.events.is_some() {
+                let (create, version) = match &prev {
+                    Some((_, p)) => (p.create(), p.version() + 1),
+                    None => (rev, 1),
+                };
+                let new = Version::new(create, version, req.lease, req.value.clone(), false);
+                self.emit_put(&req.key, rev, &new, prev.as_ref());
+            }
+            prev
         };
+        let old_lease = prev.as_ref().map(|(_, p)| p.lease).unwrap_or(0);
+        let new_lease = if req.ignore_lease { old_lease } else { req.lease };
+        self.leases.reattach(&req.key, old_lease, new_lease);
         if prev.is_none() {
             self.key_delta += 1;
         }
@@ -80,6 +99,12 @@ impl WriteTxn<'_> {
             if req.prev_kv {
                 prev_kvs.push(v.to_kv(k, *r, true));
             }
+            if let Some(ev) = self.events.as_deref_mut() {
+                ev.push(Event::delete(k.clone(), rev, Some(v.to_kv(k, *r, true))));
+            }
+            if v.lease != 0 {
+                self.leases.reattach(k, v.lease, 0);
+            }
             self.store.insert(k, rev, Version::tombstone());
         }
         if !doomed.is_empty() {
@@ -90,6 +115,16 @@ impl WriteTxn<'_> {
             header: ResponseHeader { revision: self.view() as i64 },
             deleted: doomed.len() as i64,
             prev_kvs,
+        }
+    }
+
+    fn emit_put(&mut self, key: &Bytes, rev: u64, new: &Version, prev: Option<&(u64, Version)>) {
+        if let Some(ev) = self.events.as_deref_mut() {
+            ev.push(Event {
+                kind: EventKind::Put,
+                kv: new.to_kv_shared(key, rev),
+                prev_kv: prev.map(|(r, p)| p.to_kv_shared(key, *r)),
+            });
         }
     }
 
@@ -157,12 +192,46 @@ impl Store {
     /// # Errors
     /// As [`Store::apply`].
     pub fn apply_unpublished(&self, req: &WriteRequest, max_txn_ops: usize) -> Result<WriteResponse, MvccError> {
+        self.apply_with_events(req, max_txn_ops, None)
+    }
+
+    /// [`Store::apply_unpublished`], appending a watch event for every key changed to `events`.
+    ///
+    /// # Errors
+    /// As [`Store::apply`], and for leases: an unknown lease on a put or revoke, a grant of an id
+    /// in use or of a TTL above [`crate::mvcc::MAX_LEASE_TTL`].
+    pub fn apply_with_events(
+        &self,
+        req: &WriteRequest,
+        max_txn_ops: usize,
+        events: Option<&mut Vec<Event>>,
+    ) -> Result<WriteResponse, MvccError> {
         let _apply = self.apply_lock.lock();
+        let mut leases = self.lease_table.lock();
         let base = self.working_revision();
-        let mut txn = WriteTxn { store: self, base, changed: false, key_delta: 0 };
+        let mut txn = WriteTxn { store: self, base, changed: false, key_delta: 0, leases: &mut leases, events };
         match req {
+            WriteRequest::LeaseGrant(g) => {
+                txn.leases.grant(g.id, g.ttl)?;
+                self.leases_dirty.store(true, std::sync::atomic::Ordering::Release);
+                Ok(WriteResponse::LeaseGrant(LeaseGrantResponse {
+                    header: ResponseHeader { revision: base as i64 },
+                    id: g.id,
+                    ttl: g.ttl,
+                }))
+            }
+            WriteRequest::LeaseRevoke(r) => {
+                let Some(lease) = txn.leases.leases.remove(&r.id) else { return Err(MvccError::LeaseNotFound) };
+                self.leases_dirty.store(true, std::sync::atomic::Ordering::Release);
+                // Every attached key goes in one revision (one delete per key, as etcd's revoke).
+                for key in lease.keys {
+                    txn.delete_range(&DeleteRangeRequest { key, range_end: Bytes::new(), prev_kv: false });
+                }
+                let rev = txn.finish();
+                Ok(WriteResponse::LeaseRevoke(LeaseRevokeResponse { header: ResponseHeader { revision: rev as i64 } }))
+            }
             WriteRequest::Put(p) => {
-                check_put(self, p, base)?;
+                check_put(self, &*txn.leases, p, base)?;
                 let resp = txn.put(p);
                 txn.finish();
                 Ok(WriteResponse::Put(resp))
@@ -178,7 +247,7 @@ impl Store {
             WriteRequest::Txn(t) => {
                 validate_txn(t, max_txn_ops)?;
                 let path = self.compare_path(t, base);
-                self.check_path(t, &path, base)?;
+                self.check_path(t, &path, base, &*txn.leases)?;
                 let mut resp = txn.txn(t, &path)?;
                 resp.header.revision = txn.finish() as i64;
                 Ok(WriteResponse::Txn(resp))
@@ -230,12 +299,12 @@ impl Store {
         if any { ok } else { compare_one(c, None) }
     }
 
-    fn check_path(&self, t: &TxnRequest, path: &TxnPath, view: u64) -> Result<(), MvccError> {
+    fn check_path(&self, t: &TxnRequest, path: &TxnPath, view: u64, leases: &LeaseView) -> Result<(), MvccError> {
         let ops = if path.succeeded { &t.success } else { &t.failure };
         let mut nested = path.nested.iter();
         for op in ops {
             match op {
-                RequestOp::Put(p) => check_put(self, p, view)?,
+                RequestOp::Put(p) => check_put(self, leases, p, view)?,
                 RequestOp::Range(r) => {
                     if r.key.is_empty() {
                         return Err(MvccError::EmptyKey);
@@ -249,7 +318,7 @@ impl Store {
                         return Err(MvccError::EmptyKey);
                     }
                 }
-                RequestOp::Txn(n) => self.check_path(n, nested.next().expect("path"), view)?,
+                RequestOp::Txn(n) => self.check_path(n, nested.next().expect("path"), view, leases)?,
             }
         }
         Ok(())
@@ -276,12 +345,18 @@ fn compare_one(c: &Compare, v: Option<(u64, &Version)>) -> bool {
     }
 }
 
-fn check_put(store: &Store, p: &PutRequest, view: u64) -> Result<(), MvccError> {
+/// The leases a request's checks look up.
+type LeaseView = LeaseTable;
+
+fn check_put(store: &Store, leases: &LeaseView, p: &PutRequest, view: u64) -> Result<(), MvccError> {
     if p.key.is_empty() {
         return Err(MvccError::EmptyKey);
     }
     if (p.ignore_value || p.ignore_lease) && store.get_at(&p.key, view).is_none() {
         return Err(MvccError::KeyNotFound);
+    }
+    if p.lease != 0 && !p.ignore_lease && !leases.contains(p.lease) {
+        return Err(MvccError::LeaseNotFound);
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
-//! The etcd v3 gRPC services a client talks to: KV, Cluster (MemberList) and Maintenance
-//! (Status). Reads are served from this member's store (after a read index unless
-//! `serializable`); writes go through Raft, forwarded to the leader when this member is not.
+//! The etcd v3 gRPC services a client talks to: KV, Lease, Cluster (MemberList) and Maintenance
+//! (Status); Watch is in [`super::watch_api`]. Reads are served from this member's store (after
+//! a read index unless `serializable`); writes go through Raft, forwarded to the leader when this
+//! member is not; lease keep-alives and time-to-live go to the leader, which keeps lease clocks.
 
 use std::sync::Arc;
 
@@ -10,8 +11,10 @@ use tonic::{Request, Response, Status};
 
 use super::Core;
 use super::convert::{self, HeaderInfo};
-use super::proto::etcdserverpb::{self as pb, cluster_server, kv_server, maintenance_server};
-use crate::mvcc::{WriteRequest, WriteResponse};
+use super::lease::LeaseAnswer;
+use super::peer::ForwardRequest;
+use super::proto::etcdserverpb::{self as pb, cluster_server, kv_server, lease_server, maintenance_server};
+use crate::mvcc::{LeaseGrantRequest, LeaseRevokeRequest, WriteRequest, WriteResponse};
 
 /// The etcd API version conflux's answers follow (reported by Status).
 pub const ETCD_API_VERSION: &str = "3.4.0";
@@ -60,11 +63,7 @@ fn check_put(p: &pb::PutRequest) -> Result<(), Status> {
     if p.ignore_lease && p.lease != 0 {
         return Err(Status::invalid_argument("etcdserver: lease is provided"));
     }
-    // The node grants no leases yet (the Lease service is not served), so a put naming one names
-    // a lease that does not exist: refused as etcd refuses an unknown lease.
-    if p.lease != 0 {
-        return Err(convert::mvcc_status(&crate::mvcc::MvccError::LeaseNotFound));
-    }
+    // Whether the lease exists is checked where it is applied (it may be revoked meanwhile).
     Ok(())
 }
 
@@ -179,6 +178,138 @@ impl kv_server::Kv for EtcdApi {
         }
         Ok(Response::new(convert::compaction_response(c, &h)))
     }
+}
+
+type KeepAliveStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<pb::LeaseKeepAliveResponse, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl lease_server::Lease for EtcdApi {
+    async fn lease_grant(&self, r: Request<pb::LeaseGrantRequest>) -> Result<Response<pb::LeaseGrantResponse>, Status> {
+        let r = r.into_inner();
+        // The id is chosen here, before proposing, so every member applies the same lease; a
+        // TTL under the minimum is raised to it (etcd's rule).
+        let ttl = r.ttl.max(self.core.leases.min_ttl());
+        let mut attempts = 0;
+        loop {
+            let id = if r.id == 0 { self.core.leases.new_id() } else { r.id };
+            let answer = self.write(WriteRequest::LeaseGrant(LeaseGrantRequest { id, ttl })).await;
+            match answer {
+                Ok((WriteResponse::LeaseGrant(g), h)) => {
+                    return Ok(Response::new(pb::LeaseGrantResponse {
+                        header: Some(h.header(g.header.revision)),
+                        id: g.id,
+                        ttl: g.ttl,
+                        error: String::new(),
+                    }));
+                }
+                Ok((other, _)) => return Err(unexpected("lease grant", other)),
+                // An id this member picked collided (a clock stepped back): pick another.
+                Err(e) if r.id == 0 && e.code() == tonic::Code::FailedPrecondition && attempts < 3 => attempts += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn lease_revoke(
+        &self,
+        r: Request<pb::LeaseRevokeRequest>,
+    ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
+        let id = r.into_inner().id;
+        match self.write(WriteRequest::LeaseRevoke(LeaseRevokeRequest { id })).await? {
+            (WriteResponse::LeaseRevoke(v), h) => {
+                Ok(Response::new(pb::LeaseRevokeResponse { header: Some(h.header(v.header.revision)) }))
+            }
+            (other, _) => Err(unexpected("lease revoke", other)),
+        }
+    }
+
+    type LeaseKeepAliveStream = KeepAliveStream;
+
+    async fn lease_keep_alive(
+        &self,
+        r: Request<tonic::Streaming<pb::LeaseKeepAliveRequest>>,
+    ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        use futures_util::StreamExt;
+        let core = self.core.clone();
+        let mut stopping = core.stopping.clone();
+        let mut input = r.into_inner();
+        // One answer per request, in order; the stream ends with the client's or at shutdown.
+        let out = spawn_stream(move |tx| async move {
+            loop {
+                let next = tokio::select! {
+                    n = input.next() => n,
+                    _ = stopping.wait_for(|s| *s) => return,
+                };
+                let req = match next {
+                    Some(Ok(req)) => req,
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "keep-alive stream broke");
+                        return;
+                    }
+                    None => return,
+                };
+                let answer = match core.lease_query(ForwardRequest::LeaseKeepAlive { id: req.id }).await {
+                    Ok(LeaseAnswer::KeepAlive { ttl }) => {
+                        let h = core.header();
+                        Ok(pb::LeaseKeepAliveResponse { header: Some(h.header(core.revision())), id: req.id, ttl })
+                    }
+                    Ok(other) => Err(Status::internal(format!("keep-alive answered with {other:?}"))),
+                    Err(e) => Err(e),
+                };
+                let failed = answer.is_err();
+                if tx.send(answer).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(out))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        r: Request<pb::LeaseTimeToLiveRequest>,
+    ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
+        let r = r.into_inner();
+        match self.core.lease_query(ForwardRequest::LeaseTimeToLive { id: r.id, keys: r.keys }).await? {
+            LeaseAnswer::TimeToLive { ttl, granted, keys } => {
+                let h = self.core.header();
+                Ok(Response::new(pb::LeaseTimeToLiveResponse {
+                    header: Some(h.header(self.core.revision())),
+                    id: r.id,
+                    ttl,
+                    granted_ttl: granted,
+                    keys,
+                }))
+            }
+            other => Err(Status::internal(format!("time-to-live answered with {other:?}"))),
+        }
+    }
+
+    async fn lease_leases(
+        &self,
+        _: Request<pb::LeaseLeasesRequest>,
+    ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
+        let store = self.core.sm.store();
+        let leases = store.leases().keys().map(|&id| pb::LeaseStatus { id }).collect();
+        let h = self.core.header();
+        Ok(Response::new(pb::LeaseLeasesResponse { header: Some(h.header(store.revision() as i64)), leases }))
+    }
+}
+
+/// A response stream fed by a task: `body` gets the sending half of a small bounded channel (a
+/// client that stops reading holds the task, never the node).
+pub(crate) fn spawn_stream<T, F, Fut>(
+    body: F,
+) -> std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<T, Status>> + Send + 'static>>
+where
+    T: Send + 'static,
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<T, Status>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(body(tx));
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
 }
 
 #[tonic::async_trait]

@@ -43,6 +43,8 @@ const FLAGS: &[(&str, &str)] = &[
     ("snapshot-zstd-level", "CONFLUX_SNAPSHOT_ZSTD_LEVEL"),
     ("request-timeout", "CONFLUX_REQUEST_TIMEOUT"),
     ("io", "CONFLUX_IO"),
+    ("watch-progress-notify-interval", "CONFLUX_WATCH_PROGRESS_NOTIFY_INTERVAL"),
+    ("watch-ring-events", "CONFLUX_WATCH_RING_EVENTS"),
 ];
 
 /// The variable naming the config file when `--config-file` is not given.
@@ -239,6 +241,14 @@ pub struct ServeArgs {
     /// [default: auto]
     #[arg(long = "io", value_name = "BACKEND")]
     pub io: Option<String>,
+    /// How often an idle watcher created with progress_notify gets a progress notification, in
+    /// milliseconds (etcd's --experimental-watch-progress-notify-interval) [default: 600000]
+    #[arg(long = "watch-progress-notify-interval", value_name = "MS", allow_negative_numbers = true)]
+    pub watch_progress_notify_interval: Option<String>,
+    /// Recent events kept in memory for watchers; a watcher further behind rebuilds its events
+    /// from the store's history [default: 65536]
+    #[arg(long = "watch-ring-events", value_name = "EVENTS", allow_negative_numbers = true)]
+    pub watch_ring_events: Option<String>,
     /// YAML file of settings keyed by flag name; command-line flags and CONFLUX_* variables
     /// override it [default: none]
     #[arg(long = "config-file", value_name = "FILE")]
@@ -466,6 +476,10 @@ pub struct NodeConfig {
     pub io_mode: conflux_engine::io::IoMode,
     /// How long a client request waits for a leader or for its commit.
     pub request_timeout: Duration,
+    /// How often idle watchers that asked for it get a progress notification.
+    pub watch_progress_notify_interval: Duration,
+    /// Recent events kept in memory for watchers.
+    pub watch_ring_events: usize,
     /// The config file that was loaded, if any.
     pub config_file: Option<PathBuf>,
     warnings: Vec<String>,
@@ -655,6 +669,12 @@ impl NodeConfig {
             ));
         }
 
+        let progress =
+            layers.setting("watch-progress-notify-interval", args.watch_progress_notify_interval.as_deref(), "600000");
+        let progress_ms = positive(&progress, "milliseconds")?;
+        let ring = layers.setting("watch-ring-events", args.watch_ring_events.as_deref(), "65536");
+        let watch_ring_events = positive(&ring, "events")?;
+
         Ok(NodeConfig {
             name: name.value,
             data_dir: data_dir_path,
@@ -680,6 +700,8 @@ impl NodeConfig {
             snapshot_zstd_level,
             io_mode,
             request_timeout: Duration::from_millis(request_timeout_ms),
+            watch_progress_notify_interval: Duration::from_millis(progress_ms),
+            watch_ring_events: to_usize(&ring, watch_ring_events)?,
             config_file: config_file.map(|(path, _)| path),
             warnings,
         })

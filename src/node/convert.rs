@@ -212,6 +212,20 @@ pub fn mvcc_status(e: &mvcc::MvccError) -> Status {
     match e {
         E::Compacted { .. } | E::FutureRevision => Status::out_of_range(format!("etcdserver: {e}")),
         E::LeaseNotFound => Status::not_found(e.to_string()),
+        E::LeaseExists => Status::failed_precondition(e.to_string()),
+        E::LeaseTtlTooLarge => Status::out_of_range(e.to_string()),
         E::EmptyKey | E::KeyNotFound | E::DuplicateKey | E::TooManyOps => Status::invalid_argument(e.to_string()),
+    }
+}
+
+/// A watch event.
+pub fn event(e: mvcc::Event, with_prev: bool) -> mvccpb::Event {
+    mvccpb::Event {
+        r#type: match e.kind {
+            mvcc::EventKind::Put => mvccpb::event::EventType::Put as i32,
+            mvcc::EventKind::Delete => mvccpb::event::EventType::Delete as i32,
+        },
+        kv: Some(kv(e.kv)),
+        prev_kv: if with_prev { e.prev_kv.map(kv) } else { None },
     }
 }

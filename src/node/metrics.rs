@@ -62,6 +62,10 @@ pub struct StoreSample {
     pub compact_revision: i64,
     /// Bytes the store occupies (etcd's "db size").
     pub db_bytes: u64,
+    /// Watchers open on this member.
+    pub watchers: u64,
+    /// Leases that exist.
+    pub leases: u64,
 }
 
 /// The Raft quantities [`Metrics::observe_raft`] reads from openraft's metrics, as plain numbers.
@@ -554,6 +558,8 @@ fn store_families(s: &StoreSample) -> Vec<MetricFamily> {
         ),
         gauge_family("etcd_mvcc_db_total_size_in_bytes", DB_SIZE_HELP, s.db_bytes as f64),
         gauge_family("etcd_debugging_mvcc_db_total_size_in_bytes", DB_SIZE_HELP, s.db_bytes as f64),
+        gauge_family("etcd_debugging_mvcc_watcher_total", "Total number of watchers.", s.watchers as f64),
+        gauge_family("conflux_leases", "Leases that exist (granted and not yet revoked or expired).", s.leases as f64),
     ]
 }
 
@@ -901,7 +907,7 @@ mod tests {
                 stats.batch_cumulative[2..].fill(2);
                 EngineSample { stats, segments: 4 }
             },
-            || StoreSample { keys: 10, revision: 42, compact_revision: 7, db_bytes: 1 << 20 },
+            || StoreSample { keys: 10, revision: 42, compact_revision: 7, db_bytes: 1 << 20, watchers: 3, leases: 2 },
         )
     }
 
@@ -942,6 +948,8 @@ mod tests {
             ("etcd_debugging_mvcc_keys_total", "gauge"),
             ("etcd_debugging_mvcc_current_revision", "gauge"),
             ("etcd_debugging_mvcc_compact_revision", "gauge"),
+            ("etcd_debugging_mvcc_watcher_total", "gauge"),
+            ("conflux_leases", "gauge"),
             ("etcd_mvcc_db_total_size_in_bytes", "gauge"),
             ("etcd_debugging_mvcc_db_total_size_in_bytes", "gauge"),
             ("grpc_server_started_total", "counter"),

@@ -8,10 +8,12 @@
 pub mod api;
 pub mod config;
 pub mod convert;
+pub mod lease;
 pub mod member;
 pub mod metrics;
 pub mod peer;
 pub mod proto;
+pub mod watch_api;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -108,6 +110,12 @@ pub struct Core {
     pub max_txn_ops: usize,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Lease deadlines (while this member leads) and grant settings.
+    pub leases: Arc<lease::Leases>,
+    /// Becomes true when the member stops (long-lived streams end).
+    pub stopping: watch::Receiver<bool>,
+    /// How often idle watchers that asked for it get a progress notification.
+    pub watch_progress_interval: Duration,
 }
 
 fn no_leader() -> Status {
@@ -196,7 +204,8 @@ impl Core {
         loop {
             let leader = self.leader(deadline).await?;
             let reply = if leader == self.member_id {
-                match tokio::time::timeout_at(deadline.into(), peer::forward_locally(&self.raft, req.clone())).await {
+                let local = peer::forward_locally(&self.raft, &self.sm, &self.leases, req.clone());
+                match tokio::time::timeout_at(deadline.into(), local).await {
                     Ok(r) => r,
                     Err(_) => return Err(timed_out()),
                 }
@@ -224,6 +233,7 @@ impl Core {
             };
             match reply {
                 ForwardReply::Done { result, term } => return Ok((result, term)),
+                ForwardReply::Lease(_) => return Err(Status::internal("the leader answered a write as a lease query")),
                 ForwardReply::NotLeader { .. } => {
                     self.settle(deadline).await;
                     if Instant::now() >= deadline {
@@ -232,6 +242,50 @@ impl Core {
                 }
                 ForwardReply::Unknown => return Err(leader_failed()),
                 ForwardReply::Failed(msg) => return Err(Status::unavailable(format!("etcdserver: {msg}"))),
+            }
+        }
+    }
+
+    /// Run a lease keep-alive or time-to-live on the leader (here or there).
+    pub async fn lease_query(&self, req: ForwardRequest) -> Result<lease::LeaseAnswer, Status> {
+        let deadline = Instant::now() + self.request_timeout;
+        loop {
+            let leader = self.leader(deadline).await?;
+            let reply = if leader == self.member_id {
+                let local = peer::forward_locally(&self.raft, &self.sm, &self.leases, req.clone());
+                tokio::time::timeout_at(deadline.into(), local).await.map_err(|_| timed_out())?
+            } else {
+                let member = self.member(leader).ok_or_else(no_leader)?;
+                let mut client = self.peers.client(leader, &member)?;
+                let call = client.forward(self.peers.request(peer::encode(&req)));
+                match tokio::time::timeout_at(deadline.into(), call).await {
+                    Err(_) => return Err(timed_out()),
+                    Ok(Ok(reply)) => peer::decode::<ForwardReply>(reply.get_ref())?,
+                    // A query changes nothing: ask again (the leader may have changed).
+                    Ok(Err(e)) => {
+                        tracing::debug!(leader = format!("{leader:x}"), error = %e, "lease query to the leader failed");
+                        ForwardReply::NotLeader { leader: None }
+                    }
+                }
+            };
+            match reply {
+                ForwardReply::Lease(a) => return Ok(a),
+                ForwardReply::NotLeader { .. } | ForwardReply::Unknown => {
+                    self.settle(deadline).await;
+                    if Instant::now() >= deadline {
+                        return Err(no_leader());
+                    }
+                }
+                ForwardReply::Failed(msg) => {
+                    tracing::debug!(%msg, "lease query failed");
+                    self.settle(deadline).await;
+                    if Instant::now() >= deadline {
+                        return Err(timed_out());
+                    }
+                }
+                ForwardReply::Done { .. } => {
+                    return Err(Status::internal("the leader answered a lease query as a write"));
+                }
             }
         }
     }
@@ -510,8 +564,12 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
     let log =
         LogStore::open(&cfg.data_dir, log_config).map_err(|source| StartError::Log { dir: dir.clone(), source })?;
     let log_reader = log.reader();
-    let sm_config =
-        SmConfig { snapshot_zstd_level: cfg.snapshot_zstd_level, max_txn_ops: cfg.max_txn_ops, ..Default::default() };
+    let sm_config = SmConfig {
+        snapshot_zstd_level: cfg.snapshot_zstd_level,
+        max_txn_ops: cfg.max_txn_ops,
+        watch_ring_events: cfg.watch_ring_events,
+        ..Default::default()
+    };
     let sm = StateMachine::open(&cfg.data_dir, Arc::new(conflux_engine::io::StdIo), sm_config)
         .map_err(|source| StartError::StateMachine { dir: dir.clone(), source })?;
 
@@ -542,9 +600,13 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
             revision: s.revision() as i64,
             compact_revision: s.compacted_revision() as i64,
             db_bytes: s.retained_bytes(),
+            watchers: store_sm.hub().watchers() as u64,
+            leases: s.leases().len() as u64,
         }
     };
     let metrics = Metrics::new(identity.member_id, engine, store);
+    let leases = Arc::new(lease::Leases::new(identity.member_id, cfg.heartbeat_interval, cfg.election_timeout));
+    let (stop, stop_rx) = watch::channel(false);
     let core = Arc::new(Core {
         raft: raft.clone(),
         sm: sm.clone(),
@@ -556,6 +618,9 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
         max_request_bytes: cfg.max_request_bytes,
         max_txn_ops: cfg.max_txn_ops,
         metrics: metrics.clone(),
+        leases: leases.clone(),
+        stopping: stop_rx.clone(),
+        watch_progress_interval: cfg.watch_progress_notify_interval,
     });
 
     if fresh && cfg.initial_cluster_state == ClusterState::New {
@@ -575,7 +640,6 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
         }
     }
 
-    let (stop, stop_rx) = watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();
         async move {
@@ -599,6 +663,14 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
                     .max_decoding_message_size(max_decode)
                     .max_encoding_message_size(usize::MAX),
             )
+            .add_service(
+                proto::etcdserverpb::lease_server::LeaseServer::new(api.clone()).max_decoding_message_size(max_decode),
+            )
+            .add_service(
+                proto::etcdserverpb::watch_server::WatchServer::new(watch_api::WatchApi::new(core.clone()))
+                    .max_decoding_message_size(max_decode)
+                    .max_encoding_message_size(usize::MAX),
+            )
             .add_service(proto::etcdserverpb::cluster_server::ClusterServer::new(api.clone()))
             .add_service(proto::etcdserverpb::maintenance_server::MaintenanceServer::new(api.clone()));
         let incoming = tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true));
@@ -616,6 +688,7 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
             cluster_id: identity.cluster_id,
             member_id: identity.member_id,
             name: identity.name.clone(),
+            leases: leases.clone(),
         };
         let router = tonic::transport::Server::builder().tcp_nodelay(true).add_service(
             proto::peer::peer_server::PeerServer::new(service)
@@ -687,6 +760,38 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(200)) => {}
                     _ = stop_rx.wait_for(|s| *s) => return,
+                }
+            }
+        });
+    }
+    // The leader revokes expired leases through Raft.
+    {
+        let core = core.clone();
+        let mut stop_rx = stop.subscribe();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(lease::EXPIRY_CHECK_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop_rx.wait_for(|s| *s) => return,
+                }
+                let term = {
+                    let m = core.raft.metrics().borrow_watched().clone();
+                    (m.current_leader == Some(core.member_id) && m.state.is_leader()).then_some(m.current_term)
+                };
+                let store = core.sm.store();
+                for id in core.leases.expired(&store, term, Instant::now()) {
+                    let core = core.clone();
+                    tokio::spawn(async move {
+                        let req = WriteRequest::LeaseRevoke(crate::mvcc::LeaseRevokeRequest { id });
+                        match core.write(req).await {
+                            Ok(_) => tracing::info!(lease = format!("{id:x}"), "lease expired: revoked"),
+                            Err(e) => {
+                                tracing::debug!(lease = format!("{id:x}"), error = %e, "revoking an expired lease")
+                            }
+                        }
+                    });
                 }
             }
         });

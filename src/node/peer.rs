@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 
+use super::lease::{LeaseAnswer, Leases};
 use super::proto::peer::{self as pb, peer_client::PeerClient, peer_server};
 use crate::mvcc::WriteRequest;
 use crate::state_machine::{SnapshotFile, StateMachine};
@@ -68,6 +69,18 @@ pub enum ForwardRequest {
         /// What it publishes.
         member: Member,
     },
+    /// Renew a lease (the leader keeps lease deadlines).
+    LeaseKeepAlive {
+        /// Lease id.
+        id: i64,
+    },
+    /// A lease's remaining TTL (and keys).
+    LeaseTimeToLive {
+        /// Lease id.
+        id: i64,
+        /// Whether to list the attached keys.
+        keys: bool,
+    },
 }
 
 /// The leader's answer to a [`ForwardRequest`].
@@ -89,6 +102,8 @@ pub enum ForwardReply {
     Unknown,
     /// Refused for another reason.
     Failed(String),
+    /// The leader's answer to a lease keep-alive or time-to-live.
+    Lease(LeaseAnswer),
 }
 
 /// The leader's answer to a read-index request.
@@ -383,6 +398,8 @@ pub struct PeerService {
     pub member_id: u64,
     /// This member's name.
     pub name: String,
+    /// Lease deadlines (kept here while this member leads).
+    pub leases: Arc<Leases>,
 }
 
 impl PeerService {
@@ -500,7 +517,7 @@ impl peer_server::Peer for PeerService {
     async fn forward(&self, r: Request<pb::Payload>) -> Result<Response<pb::Payload>, Status> {
         self.check(&r)?;
         let req: ForwardRequest = decode(r.get_ref())?;
-        done(&forward_locally(&self.raft, req).await)
+        done(&forward_locally(&self.raft, &self.sm, &self.leases, req).await)
     }
 
     async fn read_index(&self, r: Request<pb::Payload>) -> Result<Response<pb::Payload>, Status> {
@@ -516,18 +533,67 @@ impl peer_server::Peer for PeerService {
     }
 }
 
+/// Run a lease keep-alive or time-to-live on this member if it is the leader: confirm the
+/// leadership with a read index and apply up to it (so every grant committed before is here),
+/// then read the lease clock.
+async fn lease_locally(
+    raft: &Raft<TypeConfig, StateMachine>,
+    sm: &StateMachine,
+    leases: &Leases,
+    req: ForwardRequest,
+) -> ForwardReply {
+    let read = match raft.get_read_log_id(openraft::ReadPolicy::ReadIndex).await {
+        Ok((read, _)) => read,
+        Err(e) => {
+            return match e.forward_to_leader() {
+                Some(f) => ForwardReply::NotLeader { leader: f.leader_id },
+                None => ForwardReply::Failed(e.to_string()),
+            };
+        }
+    };
+    sm.wait_applied(read.index()).await;
+    let term = raft.metrics().borrow_watched().current_term;
+    let store = sm.store();
+    let now = std::time::Instant::now();
+    ForwardReply::Lease(match req {
+        ForwardRequest::LeaseKeepAlive { id } => {
+            LeaseAnswer::KeepAlive { ttl: leases.keep_alive(&store, term, id, now) }
+        }
+        ForwardRequest::LeaseTimeToLive { id, keys } => leases.time_to_live(&store, term, id, keys, now),
+        other => return ForwardReply::Failed(format!("not a lease request: {other:?}")),
+    })
+}
+
 /// Run a forwarded request on this member (which the sender believes is the leader).
-pub async fn forward_locally(raft: &Raft<TypeConfig, StateMachine>, req: ForwardRequest) -> ForwardReply {
+pub async fn forward_locally(
+    raft: &Raft<TypeConfig, StateMachine>,
+    sm: &StateMachine,
+    leases: &Leases,
+    req: ForwardRequest,
+) -> ForwardReply {
     use openraft::error::ClientWriteError as W;
+    let grant = match &req {
+        ForwardRequest::Write(WriteRequest::LeaseGrant(g)) => Some(g.id),
+        _ => None,
+    };
     let res = match req {
         ForwardRequest::Write(w) => raft.client_write(w).await,
         ForwardRequest::Publish { id, member } => {
             let change = openraft::ChangeMembers::SetNodes(std::collections::BTreeMap::from([(id, member)]));
             raft.change_membership(change, false).await
         }
+        ForwardRequest::LeaseKeepAlive { .. } | ForwardRequest::LeaseTimeToLive { .. } => {
+            return lease_locally(raft, sm, leases, req).await;
+        }
     };
     match res {
-        Ok(r) => ForwardReply::Done { result: r.data, term: r.log_id.leader_id.term },
+        Ok(r) => {
+            if let (Some(id), ApplyResult::Write(Ok(crate::mvcc::WriteResponse::LeaseGrant(g)))) = (grant, &r.data) {
+                // The lease's clock starts when the leader applied its grant, as etcd's does.
+                leases.granted(id, g.ttl, r.log_id.leader_id.term, std::time::Instant::now());
+            }
+            ForwardReply::Done { result: r.data, term: r.log_id.leader_id.term }
+        }
         Err(openraft::error::RaftError::APIError(W::ForwardToLeader(f))) => {
             ForwardReply::NotLeader { leader: f.leader_id }
         }

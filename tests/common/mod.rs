@@ -347,3 +347,94 @@ pub async fn get(kv: &mut KvClient<Channel>, key: &str, serializable: bool) -> R
     let r = kv.range(RangeRequest { key: key.as_bytes().to_vec().into(), serializable, ..Default::default() }).await?;
     Ok(r.get_ref().kvs.first().map(|kv| String::from_utf8_lossy(&kv.value).to_string()))
 }
+
+/// A gRPC channel to member `i`.
+pub async fn channel(c: &Cluster, i: usize) -> Channel {
+    Channel::from_shared(c.members[i].client_url()).unwrap().connect().await.expect("connect")
+}
+
+/// A long-running etcdctl (watch, lock, elect) whose stdout lines are collected as they come.
+pub struct Background {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Every line read so far.
+    pub seen: Vec<String>,
+    what: String,
+}
+
+impl Background {
+    /// Start etcdctl (API v3) against `endpoints` with `args`.
+    pub fn etcdctl(endpoints: &str, args: &[&str]) -> Background {
+        let bin = require_tool("etcdctl", "etcd-client");
+        let mut child = Command::new(bin)
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={endpoints}"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run etcdctl");
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Background { child, lines: rx, seen: Vec::new(), what: format!("etcdctl {}", args.join(" ")) }
+    }
+
+    /// Wait (at most `timeout`) until the lines read so far satisfy `done`; panics with them if
+    /// they never do.
+    pub fn wait_for(&mut self, timeout: Duration, what: &str, done: impl Fn(&[String]) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !done(&self.seen) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left.min(Duration::from_millis(200))) {
+                Ok(l) => self.seen.push(l),
+                Err(_) if Instant::now() >= deadline => {
+                    panic!("{}: {what} not seen within {timeout:?}; output so far: {:?}", self.what, self.seen)
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Read whatever else arrives within `d`.
+    pub fn drain_for(&mut self, d: Duration) {
+        let deadline = Instant::now() + d;
+        while let Ok(l) = self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            self.seen.push(l);
+        }
+    }
+
+    /// Whether the process has exited (and how).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Send SIGTERM (etcdctl lock/elect release on it) and wait up to 10 s for the exit.
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.exited().is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
