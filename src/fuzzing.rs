@@ -53,6 +53,10 @@ pub fn kv_request(store: &Store, kind: u8, bytes: &[u8]) -> Result<Vec<u8>, Stat
             }
             convert::compaction_response(r, &h).encode_to_vec()
         }
+        // Only the lease service makes lease requests; the KV requests above never answer so.
+        WriteResponse::LeaseGrant(_) | WriteResponse::LeaseRevoke(_) => {
+            unreachable!("a KV request was answered as a lease request")
+        }
     })
 }
 
