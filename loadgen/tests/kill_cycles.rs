@@ -156,7 +156,13 @@ impl Cluster {
                     return l;
                 }
             }
-            assert!(Instant::now() < deadline, "no leader within 30 s; logs:\n{}\n{}\n{}", self.log(0), self.log(1), self.log(2));
+            assert!(
+                Instant::now() < deadline,
+                "no leader within 30 s; logs:\n{}\n{}\n{}",
+                self.log(0),
+                self.log(1),
+                self.log(2)
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -173,11 +179,16 @@ impl Cluster {
                 let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", self.endpoint(i)))
                     .ok()?
                     .connect_timeout(Duration::from_millis(200))
-                    .timeout(Duration::from_millis(500))
+                    // Short, so a put that waits for a leader is retried promptly.
+                    .timeout(Duration::from_millis(150))
                     .connect()
                     .await
                     .ok()?;
-                let req = PutRequest { key: key.as_bytes().to_vec().into(), value: b"x".to_vec().into(), ..Default::default() };
+                let req = PutRequest {
+                    key: key.as_bytes().to_vec().into(),
+                    value: b"x".to_vec().into(),
+                    ..Default::default()
+                };
                 KvClient::new(ch).put(req).await.ok()
             }
             .await
@@ -206,7 +217,10 @@ fn kills_during_load_lose_nothing_acknowledged_and_the_history_is_linearizable()
     let duration = format!("{}s", 5 + n * 4);
     let lg = Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args(["--endpoints", &endpoints, "--workload", "mix", "--mix", "put=40,get=40,txn=20"])
-        .args(["--key-space", "50", "--clients", "8", "--conns", "3", "--warmup", "0s", "--duration", &duration])
+        // An open loop at a modest rate over many keys: each key's history stays short, so the
+        // checker's search stays small even with the writes whose outcome a kill left unknown.
+        .args(["--key-space", "200", "--rate", "150", "--clients", "16", "--conns", "3"])
+        .args(["--warmup", "0s", "--duration", &duration])
         .args(["--request-timeout", "2s", "--quiet", "--seed", "11"])
         .args(["--history", history.to_str().unwrap(), "--ack-log", acks.to_str().unwrap()])
         .stdout(Stdio::null())
