@@ -5,8 +5,6 @@
 //!   ran (that is, after the fdatasync that made it durable; the moment is taken inside the
 //!   callback, so the benchmark thread's own wake-up is not counted).
 //! - `.../io=uring/blob=bytes`: the same appends on the io_uring backend (`conflux_engine::io::UringIo`).
-//! - `append/entry=1KiB/batch=1/io=sync/blob=bytes/spin=0`: the same with the writer's polling
-//!   window (`Config::writer_spin`) off, so each lone append pays the writer thread's wake-up.
 //! - `append/entry=E/batch=N/io=raw`: one `pwrite` of the bytes those N records take on disk,
 //!   then `fdatasync`.
 //! - `append/entry=1KiB/inflight=64/io=sync`: 64 single-entry appends submitted without waiting
@@ -332,12 +330,6 @@ fn append(c: &mut Criterion) {
             bench_engine_batch::<TCBytes>(&mut group, &id, entry_size, batch, Config::default());
             let id = format!("entry={e}/batch={batch}/io=uring{}", TCBytes::BLOB);
             bench_engine_batch::<TCBytes>(&mut group, &id, entry_size, batch, uring_config());
-            if entry_size == 1 << 10 && batch == 1 {
-                // The writer's polling window off: a lone append pays the writer's wake-up.
-                let id = format!("entry={e}/batch={batch}/io=sync{}/spin=0", TCBytes::BLOB);
-                let config = Config { writer_spin: Duration::ZERO, ..Config::default() };
-                bench_engine_batch::<TCBytes>(&mut group, &id, entry_size, batch, config);
-            }
             #[cfg(feature = "peers")]
             {
                 let id = format!("entry={e}/batch={batch}/io=raft-engine");

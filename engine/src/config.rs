@@ -31,12 +31,6 @@ pub struct Config {
     /// one buffer at a time, so the writer copies and starts writing the first while the caller
     /// checksums the next. Default 1 MiB.
     pub append_chunk_bytes: usize,
-    /// How long the writer thread polls its queue (yielding the CPU between polls) after a
-    /// batch before it sleeps. An append that arrives within this window is picked up at once
-    /// instead of paying a thread wake-up (30-40 µs on a small VM), which is what a sequential
-    /// appender waits on. Costs at most this much polling per batch when nothing follows; zero
-    /// turns it off. Default 100 µs.
-    pub writer_spin: std::time::Duration,
     /// About how many bytes of entries one bounded read returns (`limited_get_log_entries`,
     /// each step of `entries_stream`). Default 4 MiB.
     pub read_batch_bytes: usize,
@@ -54,7 +48,6 @@ impl Default for Config {
             tail_cache_bytes: 64 << 20,
             max_batch_bytes: 16 << 20,
             append_chunk_bytes: 1 << 20,
-            writer_spin: std::time::Duration::from_micros(100),
             read_batch_bytes: 4 << 20,
             preallocate: Preallocate::Fallocate,
             io: Arc::new(StdIo),

@@ -1,7 +1,6 @@
 //! The writer thread: group commit.
 //!
-//! `append` queues [`Job`]s. This thread waits for the first job (polling the queue for
-//! `Config::writer_spin`, then sleeping on it), drains everything else already
+//! `append` queues [`Job`]s. This thread blocks for the first job, drains everything else already
 //! queued (up to `max_batch_bytes`), performs the writes in queue order — runs of contiguous
 //! writes to one file become one vectored write — then fdatasyncs every file it touched once,
 //! syncs the directory when files were created or removed, and only then completes every
@@ -16,7 +15,7 @@ use std::io::IoSlice;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use crossbeam_channel::Receiver;
@@ -28,10 +27,6 @@ use crate::stats::Stats;
 
 /// Writes at least this large get their writeback started at once (see [`IoFile::start_writeback`]).
 const WRITEBACK_MIN_BYTES: u64 = 256 << 10;
-
-/// How long a batch that is receiving a burst of appends waits for the next one before it
-/// syncs: a few times the gap between two appends submitted back to back (1-2 µs each here).
-const LINGER: Duration = Duration::from_micros(8);
 
 /// A callback run once the jobs queued before it are durable (or have failed).
 pub(crate) type Completion = Box<dyn FnOnce(Result<(), Error>) + Send>;
@@ -82,8 +77,6 @@ pub(crate) struct Writer {
     pub poison: Arc<Poison>,
     pub durable_end: Arc<AtomicU64>,
     pub max_batch_bytes: usize,
-    /// How long to poll the queue before sleeping on it (`Config::writer_spin`).
-    pub spin: Duration,
     pub stats: Arc<Stats>,
 }
 
@@ -91,7 +84,7 @@ impl Writer {
     pub fn run(self) {
         let mut batch: Vec<Job> = Vec::new();
         loop {
-            let Some(first) = self.next_job() else { return };
+            let Ok(first) = self.rx.recv() else { return };
             let mut bytes = job_bytes(&first);
             batch.push(first);
             bytes = self.drain(&mut batch, bytes);
@@ -105,13 +98,6 @@ impl Writer {
             // an fdatasync.
             while !st.shutdown && st.failure.is_none() && bytes < self.max_batch_bytes {
                 bytes = self.drain(&mut batch, bytes);
-                if batch.is_empty() && st.completions.len() > 1 && !self.spin.is_zero() {
-                    // Appends are arriving one after another (a burst, such as openraft
-                    // submitting many without waiting): give the next one a moment to arrive
-                    // before closing the batch, so the burst shares one fdatasync. A lone
-                    // append (one completion) never waits here.
-                    self.linger(&mut batch, &mut bytes);
-                }
                 if batch.is_empty() {
                     if !st.completions.is_empty() || st.written == 0 {
                         break;
@@ -129,39 +115,6 @@ impl Writer {
             if self.finish(st) {
                 return;
             }
-        }
-    }
-
-    /// The next job: polled for `spin` (yielding between polls), then waited for. `None` once
-    /// every sender is gone.
-    fn next_job(&self) -> Option<Job> {
-        if !self.spin.is_zero() {
-            let deadline = Instant::now() + self.spin;
-            loop {
-                match self.rx.try_recv() {
-                    Ok(j) => return Some(j),
-                    Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
-                    Err(crossbeam_channel::TryRecvError::Empty) => {}
-                }
-                if Instant::now() >= deadline {
-                    break;
-                }
-                std::thread::yield_now();
-            }
-        }
-        self.rx.recv().ok()
-    }
-
-    /// Poll for up to [`LINGER`] for one more job; push it to `batch` if one comes.
-    fn linger(&self, batch: &mut Vec<Job>, bytes: &mut usize) {
-        let deadline = Instant::now() + LINGER;
-        while Instant::now() < deadline {
-            if let Ok(j) = self.rx.try_recv() {
-                *bytes += job_bytes(&j);
-                batch.push(j);
-                return;
-            }
-            std::hint::spin_loop();
         }
     }
 

@@ -169,15 +169,7 @@ where
         });
 
         let (tx, rx) = crossbeam_channel::unbounded();
-        let writer = Writer {
-            rx,
-            io: io.clone(),
-            poison,
-            durable_end,
-            max_batch_bytes: config.max_batch_bytes,
-            spin: config.writer_spin,
-            stats,
-        };
+        let writer = Writer { rx, io: io.clone(), poison, durable_end, max_batch_bytes: config.max_batch_bytes, stats };
         let writer = std::thread::Builder::new()
             .name("conflux-log-writer".into())
             .spawn(move || writer.run())
