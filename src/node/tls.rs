@@ -1,0 +1,196 @@
+//! TLS material for the client and peer listeners and for the peer clients: the PEM files named
+//! by `--cert-file`/`--key-file`/`--trusted-ca-file` (and their `--peer-` twins), read and checked
+//! once at startup, then handed to tonic's rustls transport.
+//!
+//! Checking here rather than leaving it to the transport buys messages an operator can act on:
+//! every error names the flag and the file (a missing file, a file with no PEM in it, a key that
+//! does not belong to the certificate). Which URLs use TLS, and which flags a URL needs, is
+//! decided in [`super::config`]; this module only reads files. Operators' view:
+//! `docs/operations.md`, "TLS".
+
+use std::path::{Path, PathBuf};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+
+use super::config::{TlsFlags, TlsSettings};
+
+/// Why TLS material could not be loaded. Every variant names the flag and the file.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The file could not be read.
+    #[error("cannot read {flag} {}: {source}", path.display())]
+    Read {
+        /// The flag naming the file, with `--`.
+        flag: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not PEM, or holds no item of the kind the flag expects.
+    #[error("{flag} {}: {reason}", path.display())]
+    Pem {
+        /// The flag naming the file, with `--`.
+        flag: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The private key does not belong to the certificate (or rustls cannot use it).
+    #[error("{key_flag} {} does not fit {cert_flag} {}: {reason}", key.display(), cert.display())]
+    KeyMismatch {
+        /// `--key-file` or `--peer-key-file`.
+        key_flag: &'static str,
+        /// The key file.
+        key: PathBuf,
+        /// `--cert-file` or `--peer-cert-file`.
+        cert_flag: &'static str,
+        /// The certificate file.
+        cert: PathBuf,
+        /// rustls's reason.
+        reason: String,
+    },
+    /// tonic refused the checked material (not expected once the checks above passed).
+    #[error("cannot set up TLS for {what}: {reason}")]
+    Transport {
+        /// The listener or client.
+        what: &'static str,
+        /// tonic's error.
+        reason: String,
+    },
+}
+
+/// Checked TLS material of one side (client or peer).
+#[derive(Clone)]
+pub struct TlsMaterial {
+    /// Certificate chain and key, PEM (absent when only a trusted CA was given).
+    identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// Trusted CA bundle, PEM.
+    trusted_ca: Option<Vec<u8>>,
+    /// Require and verify client certificates (`--client-cert-auth`, `--peer-client-cert-auth`).
+    client_cert_auth: bool,
+    /// The flags the material came from, for messages.
+    flags: TlsFlags,
+}
+
+impl std::fmt::Debug for TlsMaterial {
+    // Never print the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsMaterial")
+            .field("identity", &self.identity.is_some())
+            .field("trusted_ca", &self.trusted_ca.is_some())
+            .field("client_cert_auth", &self.client_cert_auth)
+            .finish()
+    }
+}
+
+impl TlsMaterial {
+    /// Read and check the files `settings` names; `None` when it names none.
+    ///
+    /// # Errors
+    /// A [`TlsError`] naming the flag and the file: unreadable, not PEM, no certificate or no
+    /// key in it, or a key that does not match the certificate.
+    pub fn load(settings: &TlsSettings) -> Result<Option<TlsMaterial>, TlsError> {
+        let flags = settings.flags;
+        let identity = match (&settings.cert_file, &settings.key_file) {
+            (Some(cert), Some(key)) => {
+                let cert_pem = read(flags.cert, cert)?;
+                let key_pem = read(flags.key, key)?;
+                let chain = certificates(flags.cert, cert, &cert_pem)?;
+                let private = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::Pem {
+                    flag: flags.key,
+                    path: key.clone(),
+                    reason: pem_reason(&e, "a private key (PKCS#8, PKCS#1 or SEC1)"),
+                })?;
+                let provider = rustls::crypto::ring::default_provider();
+                rustls::sign::CertifiedKey::from_der(chain, private, &provider).map_err(|e| TlsError::KeyMismatch {
+                    key_flag: flags.key,
+                    key: key.clone(),
+                    cert_flag: flags.cert,
+                    cert: cert.clone(),
+                    reason: e.to_string(),
+                })?;
+                Some((cert_pem, key_pem))
+            }
+            // `resolve` refuses one without the other.
+            _ => None,
+        };
+        let trusted_ca = match &settings.trusted_ca_file {
+            Some(path) => {
+                let pem = read(flags.trusted_ca, path)?;
+                let mut roots = rustls::RootCertStore::empty();
+                for der in certificates(flags.trusted_ca, path, &pem)? {
+                    roots.add(der).map_err(|e| TlsError::Pem {
+                        flag: flags.trusted_ca,
+                        path: path.clone(),
+                        reason: format!("not a usable CA certificate: {e}"),
+                    })?;
+                }
+                Some(pem)
+            }
+            None => None,
+        };
+        if identity.is_none() && trusted_ca.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(TlsMaterial { identity, trusted_ca, client_cert_auth: settings.client_cert_auth, flags }))
+    }
+
+    /// The server side: present the certificate; with client-cert-auth, require a client
+    /// certificate signed by the trusted CA (refused at the handshake otherwise).
+    ///
+    /// # Errors
+    /// [`TlsError::Transport`] when no certificate and key were given (`resolve` prevents it).
+    pub fn server(&self) -> Result<ServerTlsConfig, TlsError> {
+        let Some((cert, key)) = &self.identity else {
+            return Err(TlsError::Transport {
+                what: self.flags.cert,
+                reason: "a TLS listener needs a certificate and a key".into(),
+            });
+        };
+        let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
+        if self.client_cert_auth
+            && let Some(ca) = &self.trusted_ca
+        {
+            config = config.client_ca_root(Certificate::from_pem(ca)).client_auth_optional(false);
+        }
+        Ok(config)
+    }
+
+    /// The client side (a member dialling another over https): verify the server with the
+    /// trusted CA, present the certificate when one was given. `None` without a trusted CA.
+    pub fn client(&self) -> Option<ClientTlsConfig> {
+        let ca = self.trusted_ca.as_ref()?;
+        let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+        if let Some((cert, key)) = &self.identity {
+            config = config.identity(Identity::from_pem(cert, key));
+        }
+        Some(config)
+    }
+}
+
+fn read(flag: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read { flag, path: path.to_owned(), source })
+}
+
+/// Every certificate in a PEM file; at least one.
+fn certificates(flag: &'static str, path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let bad = |reason: String| TlsError::Pem { flag, path: path.to_owned(), reason };
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(pem_reason(&e, "a certificate")))?;
+    if certs.is_empty() {
+        return Err(bad("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into()));
+    }
+    Ok(certs)
+}
+
+fn pem_reason(e: &rustls::pki_types::pem::Error, expected: &str) -> String {
+    match e {
+        rustls::pki_types::pem::Error::NoItemsFound => format!("holds no PEM {expected}"),
+        other => format!("is not valid PEM: {other}"),
+    }
+}
