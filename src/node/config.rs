@@ -439,7 +439,7 @@ pub enum ConfigError {
         reason: String,
     },
     /// An https URL without the TLS files it needs.
-    #[error("{flag} {url} ({origin}) uses https, which needs {needs}; give it, or use http://")]
+    #[error("--{flag} {url} ({origin}) uses https, which needs {needs}; give it, or use http://")]
     TlsFilesMissing {
         /// The URL flag, without `--`.
         flag: &'static str,
@@ -697,14 +697,14 @@ impl NodeConfig {
             CLIENT_TLS_FLAGS,
             [&args.cert_file, &args.key_file, &args.trusted_ca_file, &args.client_cert_auth],
         )?;
-        let client_tls = tls_for_urls(client_tls, &listen_client, &listen_client_urls, None, &mut warnings)?;
+        let client_tls = tls_for_urls(client_tls, &listen_client, &listen_client_urls, None, &[], &mut warnings)?;
         let peer_tls = tls_settings(
             &layers,
             PEER_TLS_FLAGS,
             [&args.peer_cert_file, &args.peer_key_file, &args.peer_trusted_ca_file, &args.peer_client_cert_auth],
         )?;
         let peer_tls =
-            tls_for_urls(peer_tls, &listen_peer, &listen_peer_urls, Some((&cluster, &initial_cluster)), &mut warnings)?;
+            tls_for_urls(peer_tls, &listen_peer, &listen_peer_urls, Some(&cluster), &initial_cluster, &mut warnings)?;
 
         let state = layers.setting("initial-cluster-state", args.initial_cluster_state.as_deref(), "new");
         let initial_cluster_state = match state.value.trim() {
@@ -886,12 +886,14 @@ fn tls_settings(layers: &Layers<'_>, flags: TlsFlags, args: [&Option<String>; 4]
 
 /// Check one side's TLS settings against its URLs, as etcd 3.4 does: an https listen URL needs a
 /// certificate and key; without any https URL the files are ignored, with a warning. For peers,
-/// `cluster` gives the URLs this member dials: an https one needs a trusted CA to verify it.
+/// `cluster` (`--initial-cluster`, parsed into `members`) gives the URLs this member dials: an
+/// https one needs a trusted CA to verify it.
 fn tls_for_urls(
     tls: TlsSettings,
     listen: &Setting,
     listen_urls: &[Url],
-    cluster: Option<(&Setting, &[(String, Vec<Url>)])>,
+    cluster: Option<&Setting>,
+    members: &[(String, Vec<Url>)],
     warnings: &mut Vec<String>,
 ) -> Result<TlsSettings, ConfigError> {
     let flags = tls.flags;
@@ -906,7 +908,7 @@ fn tls_for_urls(
             needs: format!("{} and {}", flags.cert, flags.key),
         });
     }
-    let https_dialled = cluster.and_then(|(setting, members)| {
+    let https_dialled = cluster.and_then(|setting| {
         members.iter().flat_map(|(_, urls)| urls).find(|u| u.scheme() == "https").map(|u| (setting, u))
     });
     if let Some((setting, u)) = https_dialled
@@ -1951,7 +1953,7 @@ mod tests {
         let e = err(&https_client, &[]);
         assert_eq!(
             e,
-            "listen-client-urls https://127.0.0.1:2379 (from the command line) uses https, which needs --cert-file \
+            "--listen-client-urls https://127.0.0.1:2379 (from the command line) uses https, which needs --cert-file \
              and --key-file; give it, or use http://"
         );
         let c = ok(&[&https_client[..], &["--cert-file", "c.pem", "--key-file", "k.pem"]].concat(), &[]);
@@ -1980,9 +1982,9 @@ mod tests {
         let https_peer =
             ["--listen-peer-urls", "https://127.0.0.1:2380", "--initial-advertise-peer-urls", "https://a:2380"];
         let e = err(&https_peer, &[]);
-        assert_contains(&e, &["listen-peer-urls https://127.0.0.1:2380", "--peer-cert-file and --peer-key-file"]);
+        assert_contains(&e, &["--listen-peer-urls https://127.0.0.1:2380", "--peer-cert-file and --peer-key-file"]);
         let e = err(&[&https_peer[..], &["--peer-cert-file", "p.pem", "--peer-key-file", "pk.pem"]].concat(), &[]);
-        assert_contains(&e, &["initial-cluster https://a:2380", "--peer-trusted-ca-file"]);
+        assert_contains(&e, &["--initial-cluster https://a:2380", "--peer-trusted-ca-file"]);
         let file = yaml(
             "peer-cert-file: p.pem\npeer-key-file: pk.pem\npeer-trusted-ca-file: ca.pem\npeer-client-cert-auth: true\n",
         );
