@@ -172,7 +172,7 @@ pub struct ServeArgs {
     /// Directory holding the Raft log, snapshots and metadata [default: <name>.conflux]
     #[arg(long = "data-dir", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Comma-separated http:// URLs to serve clients (the etcd v3 gRPC API) on
+    /// Comma-separated http:// or https:// URLs to serve clients (the etcd v3 gRPC API) on
     /// [default: http://localhost:2379]
     #[arg(long = "listen-client-urls", value_name = "URLS")]
     pub listen_client_urls: Option<String>,
@@ -180,7 +180,8 @@ pub struct ServeArgs {
     /// --listen-client-urls is set [default: http://localhost:2379]
     #[arg(long = "advertise-client-urls", value_name = "URLS")]
     pub advertise_client_urls: Option<String>,
-    /// Comma-separated http:// URLs to serve other members on [default: http://localhost:2380]
+    /// Comma-separated http:// or https:// URLs to serve other members on
+    /// [default: http://localhost:2380]
     #[arg(long = "listen-peer-urls", value_name = "URLS")]
     pub listen_peer_urls: Option<String>,
     /// Comma-separated peer URLs of this member as other members should reach it; must equal its
