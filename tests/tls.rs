@@ -1,7 +1,8 @@
 //! TLS on the client and peer listeners, with certificates made by the test (rcgen): a 3-member
 //! cluster over https client and peer URLs with client-cert-auth on both serves etcdctl with a
 //! proper client certificate on every member and refuses clients without one or with one from
-//! another CA; an expired server certificate fails etcdctl's verification; unusable TLS settings
+//! another CA; the peer listener refuses members without a peer certificate; an expired server
+//! certificate fails etcdctl's verification; unusable TLS settings
 //! stop the server at startup with a message naming the flag and the file.
 
 mod common;
@@ -277,4 +278,41 @@ fn unusable_tls_settings_stop_startup_naming_flag_and_path() {
         &with(&["--cert-file", pki.server.cert(), "--key-file", pki.server.key(), "--client-cert-auth"]),
         &["--client-cert-auth", "--trusted-ca-file"],
     );
+}
+
+#[test]
+fn the_peer_listener_refuses_members_without_a_peer_certificate() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::generate(certs.path());
+    let flags = member_tls_flags(&pki);
+    let flag_refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut c = Cluster::start_with(1, &flag_refs, Some(pki.client_tls()));
+    let client = Some((pki.client.cert(), pki.client.key()));
+    let first = c.members[0].client_url();
+    ok(etcdctl_tls(&first, pki.ca(), client, &["put", "peer-test", "v"]), "put");
+
+    // The peer listener refuses a dialler without a peer certificate, and serves one with it.
+    let peer_url = c.members[0].peer_url();
+    let hello = |with_cert: bool| {
+        let ca = tonic::transport::Certificate::from_pem(std::fs::read(&pki.ca).unwrap());
+        let mut tls = tonic::transport::ClientTlsConfig::new().ca_certificate(ca);
+        if with_cert {
+            let read = |p: &Path| std::fs::read(p).unwrap();
+            tls = tls.identity(tonic::transport::Identity::from_pem(read(&pki.server.cert), read(&pki.server.key)));
+        }
+        let ep = tonic::transport::Endpoint::from_shared(peer_url.clone()).unwrap().tls_config(tls).unwrap();
+        rt().block_on(async {
+            let ch = ep.connect().await.map_err(|e| format!("{e:?}"))?;
+            let mut peer = conflux::node::proto::peer::peer_client::PeerClient::new(ch);
+            peer.hello(conflux::node::proto::peer::Payload::default()).await.map(|_| ()).map_err(|e| format!("{e:?}"))
+        })
+    };
+    hello(true).expect("a member with the peer certificate is served");
+    let refused = hello(false).expect_err("a dialler without a certificate was served on the peer port");
+    assert!(refused.contains("Transport"), "refused otherwise than at the transport: {refused}");
+
+    // The member still serves its clients and its peers.
+    ok(etcdctl_tls(&first, pki.ca(), client, &["get", "peer-test"]), "get after a refused peer");
+    hello(true).expect("a member with the peer certificate is still served");
+    c.wait_ready(0);
 }
