@@ -108,6 +108,9 @@ fn https_cluster_with_client_cert_auth() {
         format!("{status:?}")
     });
     assert!(refused.contains("Transport"), "the refusal is not a transport failure: {refused}");
+    // The member logs each refused handshake.
+    let log = c.log(0);
+    assert!(log.contains("tls accept error") && log.contains("no certificates"), "refusals not logged:\n{log}");
     // Proper clients are still served, on every member.
     for m in &c.members {
         let got = ok(etcdctl_tls(&m.client_url(), pki.ca(), client, &["get", "tls0"]), "get after refusals");
