@@ -103,7 +103,7 @@ impl TlsMaterial {
                 let private = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::Pem {
                     flag: flags.key,
                     path: key.clone(),
-                    reason: pem_reason(&e, "a private key (PKCS#8, PKCS#1 or SEC1)"),
+                    reason: pem_reason(&e, "private key (PKCS#8, PKCS#1 or SEC1)"),
                 })?;
                 let provider = rustls::crypto::ring::default_provider();
                 rustls::sign::CertifiedKey::from_der(chain, private, &provider).map_err(|e| TlsError::KeyMismatch {
@@ -181,7 +181,7 @@ fn certificates(flag: &'static str, path: &Path, pem: &[u8]) -> Result<Vec<Certi
     let bad = |reason: String| TlsError::Pem { flag, path: path.to_owned(), reason };
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(pem_reason(&e, "a certificate")))?;
+        .map_err(|e| bad(pem_reason(&e, "certificate")))?;
     if certs.is_empty() {
         return Err(bad("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into()));
     }
@@ -192,5 +192,89 @@ fn pem_reason(e: &rustls::pki_types::pem::Error, expected: &str) -> String {
     match e {
         rustls::pki_types::pem::Error::NoItemsFound => format!("holds no PEM {expected}"),
         other => format!("is not valid PEM: {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::config::{CLIENT_TLS_FLAGS, PEER_TLS_FLAGS};
+
+    /// A self-signed certificate for 127.0.0.1 and its key, as PEM files in `dir` named `name`.
+    fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap().self_signed(&key).unwrap();
+        let (c, k) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}-key.pem")));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+
+    fn settings(flags: TlsFlags, cert: Option<&Path>, key: Option<&Path>, ca: Option<&Path>) -> TlsSettings {
+        TlsSettings {
+            flags,
+            cert_file: cert.map(Path::to_owned),
+            key_file: key.map(Path::to_owned),
+            trusted_ca_file: ca.map(Path::to_owned),
+            client_cert_auth: ca.is_some(),
+        }
+    }
+
+    #[test]
+    fn nothing_named_loads_nothing() {
+        assert!(TlsMaterial::load(&settings(CLIENT_TLS_FLAGS, None, None, None)).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_good_pair_and_ca_give_server_and_client_configs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = self_signed(dir.path(), "a");
+        let m = TlsMaterial::load(&settings(PEER_TLS_FLAGS, Some(&cert), Some(&key), Some(&cert))).unwrap().unwrap();
+        m.server().unwrap();
+        assert!(m.client().is_some());
+        let debug = format!("{m:?}");
+        assert!(!debug.contains("PRIVATE KEY"), "Debug shows the key: {debug}");
+        // Without a trusted CA there is nothing to verify a server with.
+        let m = TlsMaterial::load(&settings(PEER_TLS_FLAGS, Some(&cert), Some(&key), None)).unwrap().unwrap();
+        assert!(m.client().is_none());
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_refused_naming_both_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, _) = self_signed(dir.path(), "a");
+        let (_, other_key) = self_signed(dir.path(), "b");
+        let e = TlsMaterial::load(&settings(CLIENT_TLS_FLAGS, Some(&cert), Some(&other_key), None)).unwrap_err();
+        let text = e.to_string();
+        assert!(matches!(e, TlsError::KeyMismatch { .. }), "{e:?}");
+        for part in ["--key-file", other_key.to_str().unwrap(), "--cert-file", cert.to_str().unwrap()] {
+            assert!(text.contains(part), "{text} lacks {part}");
+        }
+    }
+
+    #[test]
+    fn unreadable_and_non_pem_files_name_flag_and_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = self_signed(dir.path(), "a");
+        let missing = dir.path().join("missing.pem");
+        let e = TlsMaterial::load(&settings(CLIENT_TLS_FLAGS, Some(&missing), Some(&key), None)).unwrap_err();
+        assert!(matches!(&e, TlsError::Read { flag: "--cert-file", path, .. } if *path == missing), "{e:?}");
+        // A key where the certificate belongs: PEM, but no certificate in it.
+        let e = TlsMaterial::load(&settings(CLIENT_TLS_FLAGS, Some(&key), Some(&key), None)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("--cert-file {}: holds no PEM certificate (-----BEGIN CERTIFICATE-----)", key.display())
+        );
+        // A certificate where the key belongs.
+        let e = TlsMaterial::load(&settings(PEER_TLS_FLAGS, Some(&cert), Some(&cert), None)).unwrap_err();
+        assert!(
+            e.to_string().starts_with(&format!("--peer-key-file {}: holds no PEM private key", cert.display())),
+            "{e}"
+        );
+        // An empty CA bundle.
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let e = TlsMaterial::load(&settings(PEER_TLS_FLAGS, None, None, Some(&empty))).unwrap_err();
+        assert!(e.to_string().starts_with(&format!("--peer-trusted-ca-file {}:", empty.display())), "{e}");
     }
 }
