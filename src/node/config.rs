@@ -104,8 +104,6 @@ const ETCD_ONLY_KEYS: &[&str] = &[
     "proxy-dial-timeout",
     "proxy-write-timeout",
     "proxy-read-timeout",
-    "client-transport-security",
-    "peer-transport-security",
     "auth-token",
     "auth-token-ttl",
     "bcrypt-cost",
@@ -1044,6 +1042,7 @@ impl ConfigFile {
             }
         };
         let mut values = HashMap::new();
+        let mut nested: Vec<(&'static str, String, String)> = Vec::new();
         for (key, value) in mapping {
             let serde_norway::Value::String(key) = key else {
                 warnings.push(format!(
@@ -1053,6 +1052,10 @@ impl ConfigFile {
                 ));
                 continue;
             };
+            if let Some(side) = TRANSPORT_BLOCKS.iter().find(|(block, _)| *block == key).map(|(_, side)| side) {
+                nested.extend(transport_block(path, &key, side, &value, warnings)?);
+                continue;
+            }
             let Some(&(flag, _)) = FLAGS.iter().find(|(f, _)| *f == key) else {
                 let off = matches!(&value, serde_norway::Value::Bool(false))
                     || scalar_text(&value).is_some_and(|t| t.is_empty() || t == "false");
@@ -1089,8 +1092,100 @@ impl ConfigFile {
             }
             values.insert(flag, text);
         }
+        for (flag, text, at) in nested {
+            if values.contains_key(flag) {
+                return Err(ConfigError::ParseConfigFile {
+                    path: path.to_owned(),
+                    reason: format!("{at} and {flag} set the same thing; keep one"),
+                });
+            }
+            values.insert(flag, text);
+        }
         Ok(ConfigFile { path: path.to_owned(), values })
     }
+}
+
+/// etcd's config-file TLS blocks and the flags their keys stand for (`cert-file` in
+/// `peer-transport-security` is `--peer-cert-file`).
+const TRANSPORT_BLOCKS: &[(&str, [(&str, &str); 4])] = &[
+    (
+        "client-transport-security",
+        [
+            ("cert-file", "cert-file"),
+            ("key-file", "key-file"),
+            ("trusted-ca-file", "trusted-ca-file"),
+            ("client-cert-auth", "client-cert-auth"),
+        ],
+    ),
+    (
+        "peer-transport-security",
+        [
+            ("cert-file", "peer-cert-file"),
+            ("key-file", "peer-key-file"),
+            ("trusted-ca-file", "peer-trusted-ca-file"),
+            ("client-cert-auth", "peer-client-cert-auth"),
+        ],
+    ),
+];
+
+/// One etcd TLS block (`client-transport-security: {cert-file: ..., ...}`) as (flag, value,
+/// `block.key`) settings. Keys conflux lacks are refused when switched on, like their top-level
+/// forms.
+fn transport_block(
+    path: &std::path::Path,
+    block: &str,
+    side: &[(&str, &str); 4],
+    value: &serde_norway::Value,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<(&'static str, String, String)>, ConfigError> {
+    let mapping = match value {
+        serde_norway::Value::Null => return Ok(Vec::new()),
+        serde_norway::Value::Mapping(m) => m,
+        other => {
+            return Err(ConfigError::ConfigFileValue {
+                path: path.to_owned(),
+                key: block.to_owned(),
+                value: render(other),
+                expected: "a mapping of cert-file, key-file, trusted-ca-file, client-cert-auth",
+            });
+        }
+    };
+    let mut out = Vec::new();
+    for (inner, v) in mapping {
+        let inner = match inner {
+            serde_norway::Value::String(k) => k.as_str(),
+            other => {
+                warnings.push(format!(
+                    "config file {}: key {} in {block} is not a name; ignored",
+                    path.display(),
+                    render(other)
+                ));
+                continue;
+            }
+        };
+        let at = format!("{block}.{inner}");
+        if let Some((_, flag)) = side.iter().find(|(k, _)| *k == inner) {
+            let flag = FLAGS.iter().map(|(f, _)| *f).find(|f| f == flag).expect("transport block flags are in FLAGS");
+            let text = match v {
+                serde_norway::Value::Null => continue,
+                other => scalar_text(other).ok_or_else(|| wrong_type(path, &at, v, false))?,
+            };
+            if !text.is_empty() {
+                out.push((flag, text, at));
+            }
+            continue;
+        }
+        let off = v.is_null()
+            || matches!(v, serde_norway::Value::Bool(false))
+            || scalar_text(v).is_some_and(|t| t.is_empty() || t == "false");
+        if matches!(inner, "auto-tls" | "crl-file" | "allowed-cn" | "allowed-hostname" | "ca-file") && !off {
+            return Err(ConfigError::UnsupportedTlsOption { path: path.to_owned(), key: at, value: render(v) });
+        }
+        if !off {
+            warnings.push(format!("config file {}: unknown key {at} ignored", path.display()));
+        }
+    }
+    Ok(out)
 }
 
 fn unknown_key_warning(path: &std::path::Path, key: &str) -> String {
@@ -1639,8 +1734,6 @@ mod tests {
             "quota-backend-bytes",
             "max-snapshots",
             "enable-v2",
-            "client-transport-security",
-            "peer-transport-security",
             "logger",
             "log-outputs",
             "experimental-initial-corrupt-check",
@@ -1650,7 +1743,8 @@ mod tests {
         assert_contains(&warnings, &["unknown key heartbeat_interval ignored; did you mean heartbeat-interval?"]);
         assert_contains(&warnings, &["unknown key frobnicate ignored", path(&file)]);
         assert!(!warnings.contains("wal-dir") && !warnings.contains("cors"), "blank keys set nothing: {warnings}");
-        assert_eq!(c.warnings().len(), 14, "{warnings}");
+        assert_eq!(c.warnings().len(), 12, "{warnings}");
+        assert!(!c.client_tls.is_set() && !c.peer_tls.is_set(), "blank TLS blocks set nothing");
     }
 
     #[test]
@@ -2003,6 +2097,43 @@ mod tests {
         let warnings = c.warnings().join("\n");
         assert_contains(&warnings, &["no --listen-client-urls URL uses https", "--cert-file", "ignored"]);
         assert_contains(&warnings, &["no --listen-peer-urls URL uses https", "--peer-trusted-ca-file", "ignored"]);
+    }
+
+    #[test]
+    fn etcds_transport_security_blocks_set_the_tls_flags() {
+        let file = yaml(
+            "listen-client-urls: https://127.0.0.1:2379\n\
+             advertise-client-urls: https://127.0.0.1:2379\n\
+             listen-peer-urls: https://127.0.0.1:2380\n\
+             initial-advertise-peer-urls: https://127.0.0.1:2380\n\
+             client-transport-security:\n  cert-file: c.pem\n  key-file: k.pem\n  trusted-ca-file: ca.pem\n  \
+             client-cert-auth: true\n  auto-tls: false\n\
+             peer-transport-security:\n  cert-file: p.pem\n  key-file: pk.pem\n  trusted-ca-file: pca.pem\n",
+        );
+        let c = ok(&["--config-file", path(&file)], &[]);
+        assert_eq!(c.client_tls.cert_file, Some(PathBuf::from("c.pem")));
+        assert_eq!(c.client_tls.trusted_ca_file, Some(PathBuf::from("ca.pem")));
+        assert!(c.client_tls.client_cert_auth);
+        assert_eq!(c.peer_tls.cert_file, Some(PathBuf::from("p.pem")));
+        assert_eq!(c.peer_tls.key_file, Some(PathBuf::from("pk.pem")));
+        assert_eq!(c.peer_tls.trusted_ca_file, Some(PathBuf::from("pca.pem")));
+        assert!(!c.peer_tls.client_cert_auth);
+        // A flag beats the block, as it beats any file key.
+        let c = ok(&["--config-file", path(&file), "--peer-cert-file", "flag.pem"], &[]);
+        assert_eq!(c.peer_tls.cert_file, Some(PathBuf::from("flag.pem")));
+
+        let file = yaml("client-transport-security:\n  auto-tls: true\n");
+        assert_contains(
+            &err(&["--config-file", path(&file)], &[]),
+            &["client-transport-security.auto-tls", "not supported"],
+        );
+        let file = yaml("cert-file: a.pem\nclient-transport-security:\n  cert-file: b.pem\n");
+        assert_contains(
+            &err(&["--config-file", path(&file)], &[]),
+            &["client-transport-security.cert-file and cert-file set the same thing"],
+        );
+        let file = yaml("peer-transport-security: yes please\n");
+        assert_contains(&err(&["--config-file", path(&file)], &[]), &["peer-transport-security", "expects a mapping"]);
     }
 
     #[test]
