@@ -491,6 +491,11 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
     let dir = cfg.data_dir.display().to_string();
     let client_tls = tls::TlsMaterial::load(&cfg.client_tls)?;
     let peer_tls = tls::TlsMaterial::load(&cfg.peer_tls)?;
+    if let Some(m) = &peer_tls {
+        for w in m.self_check(&cfg.initial_advertise_peer_urls) {
+            tracing::warn!("{w}");
+        }
+    }
     let peer_client_tls = peer_tls.as_ref().and_then(tls::TlsMaterial::client);
     let (identity, fresh) = identity(&cfg, peer_client_tls.as_ref()).await?;
     let Listeners { client: client_listeners, peer: peer_listeners, metrics: metrics_listeners } = listeners;

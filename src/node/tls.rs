@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
+use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
@@ -172,6 +173,48 @@ impl TlsMaterial {
     }
 }
 
+impl TlsMaterial {
+    /// Whether this side's own certificate verifies, against its own trusted CA, for each https
+    /// URL in `urls` (the URLs others dial): one warning per URL that does not, since the members
+    /// dialling it (verifying with the same CA) would refuse the connection. Nothing to say
+    /// without both a certificate and a trusted CA.
+    pub fn self_check(&self, urls: &[url::Url]) -> Vec<String> {
+        let (Some((cert_pem, _)), Some(ca_pem)) = (&self.identity, &self.trusted_ca) else {
+            return Vec::new();
+        };
+        // Both parsed cleanly in `load`.
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem).flatten().collect();
+        let mut roots = rustls::RootCertStore::empty();
+        for der in CertificateDer::pem_slice_iter(ca_pem).flatten() {
+            let _ = roots.add(der);
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let verifier =
+            match rustls::client::WebPkiServerVerifier::builder_with_provider(std::sync::Arc::new(roots), provider)
+                .build()
+            {
+                Ok(v) => v,
+                Err(e) => {
+                    return vec![format!("cannot check {} against {}: {e}", self.flags.cert, self.flags.trusted_ca)];
+                }
+            };
+        let Some((end_entity, intermediates)) = chain.split_first() else { return Vec::new() };
+        let now = rustls::pki_types::UnixTime::now();
+        let mut warnings = Vec::new();
+        for url in urls.iter().filter(|u| u.scheme() == "https") {
+            let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+            let Ok(name) = rustls::pki_types::ServerName::try_from(host.to_owned()) else { continue };
+            if let Err(e) = verifier.verify_server_cert(end_entity, intermediates, &name, &[], now) {
+                warnings.push(format!(
+                    "{} does not verify as {url} against {}: {e}; members dialling {url} will refuse it",
+                    self.flags.cert, self.flags.trusted_ca
+                ));
+            }
+        }
+        warnings
+    }
+}
+
 fn read(flag: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|source| TlsError::Read { flag, path: path.to_owned(), source })
 }
@@ -250,6 +293,36 @@ mod tests {
         for part in ["--key-file", other_key.to_str().unwrap(), "--cert-file", cert.to_str().unwrap()] {
             assert!(text.contains(part), "{text} lacks {part}");
         }
+    }
+
+    #[test]
+    fn self_check_warns_for_urls_the_certificate_does_not_cover() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let (c, k, ca) = (dir.path().join("c.pem"), dir.path().join("k.pem"), dir.path().join("ca.pem"));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        std::fs::write(&ca, ca_pem).unwrap();
+        let m = TlsMaterial::load(&settings(PEER_TLS_FLAGS, Some(&c), Some(&k), Some(&ca))).unwrap().unwrap();
+        let url = |u: &str| url::Url::parse(u).unwrap();
+        let covered = [url("https://127.0.0.1:2380"), url("https://localhost:2380"), url("http://10.0.0.9:2380")];
+        assert_eq!(m.self_check(&covered), Vec::<String>::new());
+        let warnings = m.self_check(&[url("https://10.0.0.9:2380")]);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].starts_with("--peer-cert-file does not verify as https://10.0.0.9:2380"), "{warnings:?}");
+        // Signed by another CA than the trusted one.
+        let (other, _) = self_signed(dir.path(), "other");
+        let m = TlsMaterial::load(&settings(PEER_TLS_FLAGS, Some(&c), Some(&k), Some(&other))).unwrap().unwrap();
+        assert_eq!(m.self_check(&covered[..1]).len(), 1);
     }
 
     #[test]
