@@ -108,6 +108,11 @@ fn https_cluster_with_client_cert_auth() {
         format!("{status:?}")
     });
     assert!(refused.contains("Transport"), "the refusal is not a transport failure: {refused}");
+    // Every member's peer certificate verified for its advertised peer URL at start.
+    for i in 0..c.members.len() {
+        let log = c.log(i);
+        assert!(!log.contains("does not verify"), "member {i} warned about its peer certificate:\n{log}");
+    }
     // The member logs each refused handshake.
     let log = c.log(0);
     assert!(log.contains("tls accept error") && log.contains("no certificates"), "refusals not logged:\n{log}");
