@@ -69,9 +69,20 @@ fn serve(args: conflux::node::config::ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter =
-        tracing_subscriber::EnvFilter::try_new(format!("warn,conflux={0},conflux_engine={0}", config.log_level))
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // tonic reports a refused TLS handshake (a client without a valid certificate) only at debug
+    // level, from its accept loop; show those lines wherever info is shown (etcd logs each
+    // rejected connection too). The target is tonic's module path: should it move, the lines
+    // just stop appearing.
+    let tls_refusals = if matches!(config.log_level.as_str(), "trace" | "debug" | "info") {
+        ",tonic::transport::server::io_stream=debug"
+    } else {
+        ""
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(format!(
+        "warn,conflux={0},conflux_engine={0}{tls_refusals}",
+        config.log_level
+    ))
+    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

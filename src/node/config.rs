@@ -45,6 +45,14 @@ const FLAGS: &[(&str, &str)] = &[
     ("io", "CONFLUX_IO"),
     ("watch-progress-notify-interval", "CONFLUX_WATCH_PROGRESS_NOTIFY_INTERVAL"),
     ("watch-ring-events", "CONFLUX_WATCH_RING_EVENTS"),
+    ("cert-file", "CONFLUX_CERT_FILE"),
+    ("key-file", "CONFLUX_KEY_FILE"),
+    ("trusted-ca-file", "CONFLUX_TRUSTED_CA_FILE"),
+    ("client-cert-auth", "CONFLUX_CLIENT_CERT_AUTH"),
+    ("peer-cert-file", "CONFLUX_PEER_CERT_FILE"),
+    ("peer-key-file", "CONFLUX_PEER_KEY_FILE"),
+    ("peer-trusted-ca-file", "CONFLUX_PEER_TRUSTED_CA_FILE"),
+    ("peer-client-cert-auth", "CONFLUX_PEER_CLIENT_CERT_AUTH"),
 ];
 
 /// The variable naming the config file when `--config-file` is not given.
@@ -98,25 +106,6 @@ const ETCD_ONLY_KEYS: &[&str] = &[
     "proxy-dial-timeout",
     "proxy-write-timeout",
     "proxy-read-timeout",
-    "client-transport-security",
-    "peer-transport-security",
-    "self-signed-cert-validity",
-    "cipher-suites",
-    "tls-min-version",
-    "tls-max-version",
-    "cert-file",
-    "key-file",
-    "client-cert-auth",
-    "client-crl-file",
-    "trusted-ca-file",
-    "auto-tls",
-    "peer-cert-file",
-    "peer-key-file",
-    "peer-client-cert-auth",
-    "peer-trusted-ca-file",
-    "peer-auto-tls",
-    "peer-cert-allowed-cn",
-    "peer-cert-allowed-hostname",
     "auth-token",
     "auth-token-ttl",
     "bcrypt-cost",
@@ -145,6 +134,22 @@ const ETCD_ONLY_KEYS: &[&str] = &[
     "feature-gates",
 ];
 
+/// etcd TLS options conflux does not implement. Set in a config file (to anything but false or
+/// empty) they are refused rather than ignored: a CRL or a cipher list silently dropped is a
+/// security hole. On the command line they are unknown flags.
+const UNSUPPORTED_TLS_KEYS: &[&str] = &[
+    "auto-tls",
+    "peer-auto-tls",
+    "client-crl-file",
+    "peer-crl-file",
+    "cipher-suites",
+    "tls-min-version",
+    "tls-max-version",
+    "peer-cert-allowed-cn",
+    "peer-cert-allowed-hostname",
+    "self-signed-cert-validity",
+];
+
 /// etcd refuses election timeouts above this (ms); so do we.
 const MAX_ELECTION_MS: u64 = 50_000;
 /// The engine refuses smaller segments (`conflux_engine::Config::validate`).
@@ -167,7 +172,7 @@ pub struct ServeArgs {
     /// Directory holding the Raft log, snapshots and metadata [default: <name>.conflux]
     #[arg(long = "data-dir", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Comma-separated http:// URLs to serve clients (the etcd v3 gRPC API) on
+    /// Comma-separated http:// or https:// URLs to serve clients (the etcd v3 gRPC API) on
     /// [default: http://localhost:2379]
     #[arg(long = "listen-client-urls", value_name = "URLS")]
     pub listen_client_urls: Option<String>,
@@ -175,7 +180,8 @@ pub struct ServeArgs {
     /// --listen-client-urls is set [default: http://localhost:2379]
     #[arg(long = "advertise-client-urls", value_name = "URLS")]
     pub advertise_client_urls: Option<String>,
-    /// Comma-separated http:// URLs to serve other members on [default: http://localhost:2380]
+    /// Comma-separated http:// or https:// URLs to serve other members on
+    /// [default: http://localhost:2380]
     #[arg(long = "listen-peer-urls", value_name = "URLS")]
     pub listen_peer_urls: Option<String>,
     /// Comma-separated peer URLs of this member as other members should reach it; must equal its
@@ -249,6 +255,37 @@ pub struct ServeArgs {
     /// from the store's history [default: 65536]
     #[arg(long = "watch-ring-events", value_name = "EVENTS", allow_negative_numbers = true)]
     pub watch_ring_events: Option<String>,
+    /// Certificate (PEM, with its chain) the https:// client URLs present [default: none]
+    #[arg(long = "cert-file", value_name = "FILE")]
+    pub cert_file: Option<String>,
+    /// Private key (PEM) of --cert-file [default: none]
+    #[arg(long = "key-file", value_name = "FILE")]
+    pub key_file: Option<String>,
+    /// CA bundle (PEM) that client certificates must be signed by, with --client-cert-auth
+    /// [default: none]
+    #[arg(long = "trusted-ca-file", value_name = "FILE")]
+    pub trusted_ca_file: Option<String>,
+    /// Refuse clients of the https:// client URLs without a certificate signed by
+    /// --trusted-ca-file [default: false]
+    #[arg(long = "client-cert-auth", value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true")]
+    pub client_cert_auth: Option<String>,
+    /// Certificate (PEM) the https:// peer URLs present, and members present when they dial
+    /// others [default: none]
+    #[arg(long = "peer-cert-file", value_name = "FILE")]
+    pub peer_cert_file: Option<String>,
+    /// Private key (PEM) of --peer-cert-file [default: none]
+    #[arg(long = "peer-key-file", value_name = "FILE")]
+    pub peer_key_file: Option<String>,
+    /// CA bundle (PEM) that verifies other members (their servers, and their client certificates
+    /// with --peer-client-cert-auth) [default: none]
+    #[arg(long = "peer-trusted-ca-file", value_name = "FILE")]
+    pub peer_trusted_ca_file: Option<String>,
+    /// Refuse members dialling the https:// peer URLs without a certificate signed by
+    /// --peer-trusted-ca-file [default: false]
+    #[arg(long = "peer-client-cert-auth", value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true")]
+    pub peer_client_cert_auth: Option<String>,
     /// YAML file of settings keyed by flag name; command-line flags and CONFLUX_* variables
     /// override it [default: none]
     #[arg(long = "config-file", value_name = "FILE")]
@@ -410,6 +447,32 @@ pub enum ConfigError {
         /// What is wrong.
         reason: String,
     },
+    /// An https URL without the TLS files it needs.
+    #[error("--{flag} {url} ({origin}) uses https, which needs {needs}; give it, or use http://")]
+    TlsFilesMissing {
+        /// The URL flag, without `--`.
+        flag: &'static str,
+        /// The https URL.
+        url: String,
+        /// Where the URL came from.
+        origin: Origin,
+        /// The flags it needs.
+        needs: String,
+    },
+    /// The config file sets an etcd TLS option conflux does not implement; ignoring it would
+    /// weaken security behind the operator's back, so it is refused.
+    #[error(
+        "config file {}: etcd TLS option {key} ({value}) is not supported by conflux; remove it \
+         (docs/operations.md, TLS)", path.display()
+    )]
+    UnsupportedTlsOption {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: String,
+        /// Its value, on one line.
+        value: String,
+    },
     /// `--listen-client-urls` was set but `--advertise-client-urls` was not (etcd refuses this
     /// too): clients would be told to use the default `http://localhost:2379`.
     #[error(
@@ -480,9 +543,71 @@ pub struct NodeConfig {
     pub watch_progress_notify_interval: Duration,
     /// Recent events kept in memory for watchers.
     pub watch_ring_events: usize,
+    /// TLS of the client listeners (`--cert-file`, ...); files only when an https client URL
+    /// uses them.
+    pub client_tls: TlsSettings,
+    /// TLS of the peer listeners and of the connections to other members (`--peer-cert-file`,
+    /// ...); files only when an https peer URL uses them.
+    pub peer_tls: TlsSettings,
     /// The config file that was loaded, if any.
     pub config_file: Option<PathBuf>,
     warnings: Vec<String>,
+}
+
+/// The flag names of one side's TLS settings, for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlsFlags {
+    /// `--cert-file` or `--peer-cert-file`.
+    pub cert: &'static str,
+    /// `--key-file` or `--peer-key-file`.
+    pub key: &'static str,
+    /// `--trusted-ca-file` or `--peer-trusted-ca-file`.
+    pub trusted_ca: &'static str,
+    /// `--client-cert-auth` or `--peer-client-cert-auth`.
+    pub client_cert_auth: &'static str,
+}
+
+/// The client listeners' TLS flags.
+pub const CLIENT_TLS_FLAGS: TlsFlags = TlsFlags {
+    cert: "--cert-file",
+    key: "--key-file",
+    trusted_ca: "--trusted-ca-file",
+    client_cert_auth: "--client-cert-auth",
+};
+
+/// The peer listeners' and peer clients' TLS flags.
+pub const PEER_TLS_FLAGS: TlsFlags = TlsFlags {
+    cert: "--peer-cert-file",
+    key: "--peer-key-file",
+    trusted_ca: "--peer-trusted-ca-file",
+    client_cert_auth: "--peer-client-cert-auth",
+};
+
+/// One side's TLS files (client or peer), as etcd names them. Files are read and checked at
+/// startup by [`crate::node::tls::TlsMaterial::load`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// Which flags these are.
+    pub flags: TlsFlags,
+    /// Certificate chain, PEM.
+    pub cert_file: Option<PathBuf>,
+    /// Its private key, PEM.
+    pub key_file: Option<PathBuf>,
+    /// CA bundle, PEM.
+    pub trusted_ca_file: Option<PathBuf>,
+    /// Require client certificates signed by the trusted CA.
+    pub client_cert_auth: bool,
+}
+
+impl TlsSettings {
+    fn none(flags: TlsFlags) -> TlsSettings {
+        TlsSettings { flags, cert_file: None, key_file: None, trusted_ca_file: None, client_cert_auth: false }
+    }
+
+    /// Whether any file is named (TLS is in use on this side).
+    pub fn is_set(&self) -> bool {
+        self.cert_file.is_some() || self.key_file.is_some() || self.trusted_ca_file.is_some()
+    }
 }
 
 impl NodeConfig {
@@ -564,6 +689,12 @@ impl NodeConfig {
         let initial_advertise_peer_urls = parse_urls(&advertise_peer, UrlRole::Advertise, true)?;
         let metrics = layers.setting("listen-metrics-urls", args.listen_metrics_urls.as_deref(), "");
         let listen_metrics_urls = parse_urls(&metrics, UrlRole::Listen, false)?;
+        if let Some(u) = listen_metrics_urls.iter().find(|u| u.scheme() == "https") {
+            return Err(metrics.invalid(format!(
+                "{} uses https, but /metrics and /health are served over plain HTTP only; use http://",
+                url_text(u)
+            )));
+        }
 
         let default_cluster = format!(
             "{}={}",
@@ -573,6 +704,20 @@ impl NodeConfig {
         let cluster = layers.setting("initial-cluster", args.initial_cluster.as_deref(), &default_cluster);
         let initial_cluster = parse_initial_cluster(&cluster)?;
         check_member_entry(&name, &cluster, &initial_cluster, &advertise_peer, &initial_advertise_peer_urls)?;
+
+        let client_tls = tls_settings(
+            &layers,
+            CLIENT_TLS_FLAGS,
+            [&args.cert_file, &args.key_file, &args.trusted_ca_file, &args.client_cert_auth],
+        )?;
+        let client_tls = tls_for_urls(client_tls, &listen_client, &listen_client_urls, None, &[], &mut warnings)?;
+        let peer_tls = tls_settings(
+            &layers,
+            PEER_TLS_FLAGS,
+            [&args.peer_cert_file, &args.peer_key_file, &args.peer_trusted_ca_file, &args.peer_client_cert_auth],
+        )?;
+        let peer_tls =
+            tls_for_urls(peer_tls, &listen_peer, &listen_peer_urls, Some(&cluster), &initial_cluster, &mut warnings)?;
 
         let state = layers.setting("initial-cluster-state", args.initial_cluster_state.as_deref(), "new");
         let initial_cluster_state = match state.value.trim() {
@@ -702,6 +847,8 @@ impl NodeConfig {
             request_timeout: Duration::from_millis(request_timeout_ms),
             watch_progress_notify_interval: Duration::from_millis(progress_ms),
             watch_ring_events: to_usize(&ring, watch_ring_events)?,
+            client_tls,
+            peer_tls,
             config_file: config_file.map(|(path, _)| path),
             warnings,
         })
@@ -717,6 +864,104 @@ impl NodeConfig {
     pub fn auto_compaction(&self) -> Option<AutoCompaction> {
         // `resolve` already refused combinations `parse` rejects.
         AutoCompaction::parse(&self.auto_compaction_mode, &self.auto_compaction_retention).ok().flatten()
+    }
+}
+
+/// One side's TLS flags from the layers, checked alone: a certificate needs its key (and the
+/// other way round), client-cert-auth needs a trusted CA.
+fn tls_settings(layers: &Layers<'_>, flags: TlsFlags, args: [&Option<String>; 4]) -> Result<TlsSettings, ConfigError> {
+    let [cert_arg, key_arg, ca_arg, auth_arg] = args;
+    let flag = |name: &'static str| name.trim_start_matches("--");
+    let file = |name: &'static str, arg: &Option<String>| -> Result<Option<(Setting, PathBuf)>, ConfigError> {
+        let s = layers.setting(flag(name), arg.as_deref(), "");
+        if !s.given() {
+            return Ok(None);
+        }
+        if s.value.trim().is_empty() {
+            return Err(s.invalid("the file name must not be empty"));
+        }
+        let path = PathBuf::from(&s.value);
+        Ok(Some((s, path)))
+    };
+    let cert = file(flags.cert, cert_arg)?;
+    let key = file(flags.key, key_arg)?;
+    let ca = file(flags.trusted_ca, ca_arg)?;
+    let auth = layers.setting(flag(flags.client_cert_auth), auth_arg.as_deref(), "false");
+    let client_cert_auth = parse_bool(&auth)?;
+    match (&cert, &key) {
+        (Some((s, _)), None) => return Err(s.invalid(format!("{} must be given too", flags.key))),
+        (None, Some((s, _))) => return Err(s.invalid(format!("{} must be given too", flags.cert))),
+        _ => {}
+    }
+    if client_cert_auth && ca.is_none() {
+        return Err(auth.invalid(format!("verifying client certificates needs {}", flags.trusted_ca)));
+    }
+    Ok(TlsSettings {
+        flags,
+        cert_file: cert.map(|(_, p)| p),
+        key_file: key.map(|(_, p)| p),
+        trusted_ca_file: ca.map(|(_, p)| p),
+        client_cert_auth,
+    })
+}
+
+/// Check one side's TLS settings against its URLs, as etcd 3.4 does: an https listen URL needs a
+/// certificate and key; without any https URL the files are ignored, with a warning. For peers,
+/// `cluster` (`--initial-cluster`, parsed into `members`) gives the URLs this member dials: an
+/// https one needs a trusted CA to verify it.
+fn tls_for_urls(
+    tls: TlsSettings,
+    listen: &Setting,
+    listen_urls: &[Url],
+    cluster: Option<&Setting>,
+    members: &[(String, Vec<Url>)],
+    warnings: &mut Vec<String>,
+) -> Result<TlsSettings, ConfigError> {
+    let flags = tls.flags;
+    let https_listen = listen_urls.iter().find(|u| u.scheme() == "https");
+    if let Some(u) = https_listen
+        && tls.cert_file.is_none()
+    {
+        return Err(ConfigError::TlsFilesMissing {
+            flag: listen.flag,
+            url: url_text(u).to_owned(),
+            origin: listen.origin.clone(),
+            needs: format!("{} and {}", flags.cert, flags.key),
+        });
+    }
+    let https_dialled = cluster.and_then(|setting| {
+        members.iter().flat_map(|(_, urls)| urls).find(|u| u.scheme() == "https").map(|u| (setting, u))
+    });
+    if let Some((setting, u)) = https_dialled
+        && tls.trusted_ca_file.is_none()
+    {
+        return Err(ConfigError::TlsFilesMissing {
+            flag: setting.flag,
+            url: url_text(u).to_owned(),
+            origin: setting.origin.clone(),
+            needs: format!(
+                "{} (to verify the other members; conflux does not use the system's roots)",
+                flags.trusted_ca
+            ),
+        });
+    }
+    if https_listen.is_none() && https_dialled.is_none() && tls.is_set() {
+        warnings.push(format!(
+            "no --{} URL uses https while {}/{}/{} are set: they are ignored and the URLs are served in plain text \
+             (as etcd does)",
+            listen.flag, flags.cert, flags.key, flags.trusted_ca
+        ));
+        return Ok(TlsSettings::none(flags));
+    }
+    Ok(tls)
+}
+
+/// A Go-style boolean (etcd's flags are Go flags): 1, t, true, 0, f, false, any case.
+fn parse_bool(s: &Setting) -> Result<bool, ConfigError> {
+    match s.value.trim().to_ascii_lowercase().as_str() {
+        "1" | "t" | "true" => Ok(true),
+        "0" | "f" | "false" => Ok(false),
+        _ => Err(s.invalid("expected true or false")),
     }
 }
 
@@ -819,6 +1064,7 @@ impl ConfigFile {
             }
         };
         let mut values = HashMap::new();
+        let mut nested: Vec<(&'static str, String, String)> = Vec::new();
         for (key, value) in mapping {
             let serde_norway::Value::String(key) = key else {
                 warnings.push(format!(
@@ -828,7 +1074,20 @@ impl ConfigFile {
                 ));
                 continue;
             };
+            if let Some(side) = TRANSPORT_BLOCKS.iter().find(|(block, _)| *block == key).map(|(_, side)| side) {
+                nested.extend(transport_block(path, &key, side, &value, warnings)?);
+                continue;
+            }
             let Some(&(flag, _)) = FLAGS.iter().find(|(f, _)| *f == key) else {
+                let off = matches!(&value, serde_norway::Value::Bool(false))
+                    || scalar_text(&value).is_some_and(|t| t.is_empty() || t == "false");
+                if UNSUPPORTED_TLS_KEYS.contains(&key.as_str()) && !value.is_null() && !off {
+                    return Err(ConfigError::UnsupportedTlsOption {
+                        path: path.to_owned(),
+                        key,
+                        value: render(&value),
+                    });
+                }
                 // A key with no value sets nothing (etcd's sample config leaves many blank).
                 if !value.is_null() {
                     warnings.push(unknown_key_warning(path, &key));
@@ -855,12 +1114,107 @@ impl ConfigFile {
             }
             values.insert(flag, text);
         }
+        for (flag, text, at) in nested {
+            if values.contains_key(flag) {
+                return Err(ConfigError::ParseConfigFile {
+                    path: path.to_owned(),
+                    reason: format!("{at} and {flag} set the same thing; keep one"),
+                });
+            }
+            values.insert(flag, text);
+        }
         Ok(ConfigFile { path: path.to_owned(), values })
     }
 }
 
+/// etcd's config-file TLS blocks and the flags their keys stand for (`cert-file` in
+/// `peer-transport-security` is `--peer-cert-file`).
+const TRANSPORT_BLOCKS: &[(&str, [(&str, &str); 4])] = &[
+    (
+        "client-transport-security",
+        [
+            ("cert-file", "cert-file"),
+            ("key-file", "key-file"),
+            ("trusted-ca-file", "trusted-ca-file"),
+            ("client-cert-auth", "client-cert-auth"),
+        ],
+    ),
+    (
+        "peer-transport-security",
+        [
+            ("cert-file", "peer-cert-file"),
+            ("key-file", "peer-key-file"),
+            ("trusted-ca-file", "peer-trusted-ca-file"),
+            ("client-cert-auth", "peer-client-cert-auth"),
+        ],
+    ),
+];
+
+/// One etcd TLS block (`client-transport-security: {cert-file: ..., ...}`) as (flag, value,
+/// `block.key`) settings. Keys conflux lacks are refused when switched on, like their top-level
+/// forms.
+fn transport_block(
+    path: &std::path::Path,
+    block: &str,
+    side: &[(&str, &str); 4],
+    value: &serde_norway::Value,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<(&'static str, String, String)>, ConfigError> {
+    let mapping = match value {
+        serde_norway::Value::Null => return Ok(Vec::new()),
+        serde_norway::Value::Mapping(m) => m,
+        other => {
+            return Err(ConfigError::ConfigFileValue {
+                path: path.to_owned(),
+                key: block.to_owned(),
+                value: render(other),
+                expected: "a mapping of cert-file, key-file, trusted-ca-file, client-cert-auth",
+            });
+        }
+    };
+    let mut out = Vec::new();
+    for (inner, v) in mapping {
+        let inner = match inner {
+            serde_norway::Value::String(k) => k.as_str(),
+            other => {
+                warnings.push(format!(
+                    "config file {}: key {} in {block} is not a name; ignored",
+                    path.display(),
+                    render(other)
+                ));
+                continue;
+            }
+        };
+        let at = format!("{block}.{inner}");
+        if let Some((_, flag)) = side.iter().find(|(k, _)| *k == inner) {
+            let flag = FLAGS.iter().map(|(f, _)| *f).find(|f| f == flag).expect("transport block flags are in FLAGS");
+            let text = match v {
+                serde_norway::Value::Null => continue,
+                other => scalar_text(other).ok_or_else(|| wrong_type(path, &at, v, false))?,
+            };
+            if !text.is_empty() {
+                out.push((flag, text, at));
+            }
+            continue;
+        }
+        let off = v.is_null()
+            || matches!(v, serde_norway::Value::Bool(false))
+            || scalar_text(v).is_some_and(|t| t.is_empty() || t == "false");
+        if matches!(inner, "auto-tls" | "crl-file" | "allowed-cn" | "allowed-hostname" | "ca-file") && !off {
+            return Err(ConfigError::UnsupportedTlsOption { path: path.to_owned(), key: at, value: render(v) });
+        }
+        if !off {
+            warnings.push(format!("config file {}: unknown key {at} ignored", path.display()));
+        }
+    }
+    Ok(out)
+}
+
 fn unknown_key_warning(path: &std::path::Path, key: &str) -> String {
     let path = path.display();
+    if UNSUPPORTED_TLS_KEYS.contains(&key) {
+        return format!("config file {path}: etcd TLS option {key} is not supported by conflux; ignored (it is off)");
+    }
     if key == "config-file" {
         return format!("config file {path}: key config-file is ignored (a config file cannot name another)");
     }
@@ -952,8 +1306,8 @@ fn check_url(raw: &str, role: UrlRole) -> Result<Url, String> {
     let url = Url::parse(raw).map_err(|e| format!("{raw:?} is not a URL ({e}); expected http://host:port"))?;
     match url.scheme() {
         "http" => {}
-        "https" => return Err(format!("{raw} uses https, but TLS is not supported yet; use http://")),
-        other => return Err(format!("{raw} has scheme {other}; expected http://host:port")),
+        "https" => {}
+        other => return Err(format!("{raw} has scheme {other}; expected http://host:port or https://host:port")),
     }
     let Some(host) = url.host() else {
         return Err(format!("{raw} has no host; expected http://host:port"));
@@ -968,7 +1322,7 @@ fn check_url(raw: &str, role: UrlRole) -> Result<Url, String> {
         || url.query().is_some()
         || url.fragment().is_some()
     {
-        return Err(format!("{raw} must be only http://host:port (no path, query or user)"));
+        return Err(format!("{raw} must be only scheme://host:port (no path, query or user)"));
     }
     match (role, host) {
         (UrlRole::Listen, Host::Domain(d)) if d != "localhost" => Err(format!(
@@ -1402,8 +1756,6 @@ mod tests {
             "quota-backend-bytes",
             "max-snapshots",
             "enable-v2",
-            "client-transport-security",
-            "peer-transport-security",
             "logger",
             "log-outputs",
             "experimental-initial-corrupt-check",
@@ -1413,7 +1765,8 @@ mod tests {
         assert_contains(&warnings, &["unknown key heartbeat_interval ignored; did you mean heartbeat-interval?"]);
         assert_contains(&warnings, &["unknown key frobnicate ignored", path(&file)]);
         assert!(!warnings.contains("wal-dir") && !warnings.contains("cors"), "blank keys set nothing: {warnings}");
-        assert_eq!(c.warnings().len(), 14, "{warnings}");
+        assert_eq!(c.warnings().len(), 12, "{warnings}");
+        assert!(!c.client_tls.is_set() && !c.peer_tls.is_set(), "blank TLS blocks set nothing");
     }
 
     #[test]
@@ -1467,9 +1820,6 @@ mod tests {
 
     #[test]
     fn urls_must_be_http_with_host_and_port() {
-        let e =
-            err(&["--listen-client-urls", "https://127.0.0.1:2379", "--advertise-client-urls", "http://a:2379"], &[]);
-        assert_contains(&e, &["--listen-client-urls", "https://127.0.0.1:2379", "TLS is not supported yet"]);
         let e = err(&[], &[("CONFLUX_LISTEN_PEER_URLS", "unix://x:1")]);
         assert_contains(
             &e,
@@ -1506,8 +1856,8 @@ mod tests {
         assert_contains(&e, &["has no URL"]);
         let e = err(&["--initial-cluster", "default=http://localhost:2380,,"], &[]);
         assert_contains(&e, &["entry \"\" has no '='"]);
-        let e = err(&["--initial-cluster", "default=https://localhost:2380"], &[]);
-        assert_contains(&e, &["member default", "TLS is not supported yet"]);
+        let e = err(&["--initial-cluster", "default=ftp://localhost:2380"], &[]);
+        assert_contains(&e, &["member default", "scheme ftp"]);
         let e = err(&["--initial-cluster", "default=http://localhost:2380,other=http://localhost:2380"], &[]);
         assert_contains(&e, &["peer URL http://localhost:2380 is given to both default and other"]);
         assert_contains(&err(&["--initial-cluster", ""], &[]), &["at least one name=http://host:port entry"]);
@@ -1711,6 +2061,127 @@ mod tests {
         let c = ok(&["--request-timeout", "500"], &[]);
         assert_eq!(c.warnings().len(), 1);
         assert_contains(&c.warnings()[0], &["--request-timeout 500 ms", "shorter than --election-timeout 1000 ms"]);
+    }
+
+    #[test]
+    fn https_urls_need_their_sides_tls_files() {
+        let https_client =
+            ["--listen-client-urls", "https://127.0.0.1:2379", "--advertise-client-urls", "https://a:2379"];
+        let e = err(&https_client, &[]);
+        assert_eq!(
+            e,
+            "--listen-client-urls https://127.0.0.1:2379 (from the command line) uses https, which needs --cert-file \
+             and --key-file; give it, or use http://"
+        );
+        let c = ok(&[&https_client[..], &["--cert-file", "c.pem", "--key-file", "k.pem"]].concat(), &[]);
+        assert_eq!(c.client_tls.cert_file, Some(PathBuf::from("c.pem")));
+        assert_eq!(c.client_tls.key_file, Some(PathBuf::from("k.pem")));
+        assert!(!c.client_tls.client_cert_auth);
+        assert!(!c.peer_tls.is_set());
+
+        let e = err(&[&https_client[..], &["--cert-file", "c.pem"]].concat(), &[]);
+        assert_contains(&e, &["--cert-file", "c.pem", "--key-file must be given too"]);
+        let e = err(
+            &[&https_client[..], &["--cert-file", "c.pem", "--key-file", "k.pem", "--client-cert-auth"]].concat(),
+            &[],
+        );
+        assert_contains(&e, &["--client-cert-auth", "needs --trusted-ca-file"]);
+        let c = ok(
+            &[&https_client[..], &["--cert-file=c.pem", "--key-file=k.pem", "--trusted-ca-file=ca.pem"]].concat(),
+            &[("CONFLUX_CLIENT_CERT_AUTH", "true")],
+        );
+        assert!(c.client_tls.client_cert_auth);
+        assert_eq!(c.client_tls.trusted_ca_file, Some(PathBuf::from("ca.pem")));
+        let e = err(&["--client-cert-auth=maybe"], &[]);
+        assert_contains(&e, &["--client-cert-auth", "expected true or false"]);
+
+        // Peers: an https peer URL needs the peer certificate, an https member to dial the peer CA.
+        let https_peer =
+            ["--listen-peer-urls", "https://127.0.0.1:2380", "--initial-advertise-peer-urls", "https://a:2380"];
+        let e = err(&https_peer, &[]);
+        assert_contains(&e, &["--listen-peer-urls https://127.0.0.1:2380", "--peer-cert-file and --peer-key-file"]);
+        let e = err(&[&https_peer[..], &["--peer-cert-file", "p.pem", "--peer-key-file", "pk.pem"]].concat(), &[]);
+        assert_contains(&e, &["--initial-cluster https://a:2380", "--peer-trusted-ca-file"]);
+        let file = yaml(
+            "peer-cert-file: p.pem\npeer-key-file: pk.pem\npeer-trusted-ca-file: ca.pem\npeer-client-cert-auth: true\n",
+        );
+        let c = ok(&[&https_peer[..], &["--config-file", path(&file)]].concat(), &[]);
+        assert_eq!(c.peer_tls.cert_file, Some(PathBuf::from("p.pem")));
+        assert_eq!(c.peer_tls.trusted_ca_file, Some(PathBuf::from("ca.pem")));
+        assert!(c.peer_tls.client_cert_auth);
+        assert!(!c.client_tls.is_set());
+    }
+
+    #[test]
+    fn tls_files_on_http_urls_are_ignored_with_a_warning_as_etcd_does() {
+        let c = ok(&["--cert-file", "c.pem", "--key-file", "k.pem", "--peer-trusted-ca-file", "ca.pem"], &[]);
+        assert!(!c.client_tls.is_set() && !c.peer_tls.is_set(), "{c:?}");
+        let warnings = c.warnings().join("\n");
+        assert_contains(&warnings, &["no --listen-client-urls URL uses https", "--cert-file", "ignored"]);
+        assert_contains(&warnings, &["no --listen-peer-urls URL uses https", "--peer-trusted-ca-file", "ignored"]);
+    }
+
+    #[test]
+    fn etcds_transport_security_blocks_set_the_tls_flags() {
+        let file = yaml(
+            "listen-client-urls: https://127.0.0.1:2379\n\
+             advertise-client-urls: https://127.0.0.1:2379\n\
+             listen-peer-urls: https://127.0.0.1:2380\n\
+             initial-advertise-peer-urls: https://127.0.0.1:2380\n\
+             client-transport-security:\n  cert-file: c.pem\n  key-file: k.pem\n  trusted-ca-file: ca.pem\n  \
+             client-cert-auth: true\n  auto-tls: false\n\
+             peer-transport-security:\n  cert-file: p.pem\n  key-file: pk.pem\n  trusted-ca-file: pca.pem\n",
+        );
+        let c = ok(&["--config-file", path(&file)], &[]);
+        assert_eq!(c.client_tls.cert_file, Some(PathBuf::from("c.pem")));
+        assert_eq!(c.client_tls.trusted_ca_file, Some(PathBuf::from("ca.pem")));
+        assert!(c.client_tls.client_cert_auth);
+        assert_eq!(c.peer_tls.cert_file, Some(PathBuf::from("p.pem")));
+        assert_eq!(c.peer_tls.key_file, Some(PathBuf::from("pk.pem")));
+        assert_eq!(c.peer_tls.trusted_ca_file, Some(PathBuf::from("pca.pem")));
+        assert!(!c.peer_tls.client_cert_auth);
+        // A flag beats the block, as it beats any file key.
+        let c = ok(&["--config-file", path(&file), "--peer-cert-file", "flag.pem"], &[]);
+        assert_eq!(c.peer_tls.cert_file, Some(PathBuf::from("flag.pem")));
+
+        let file = yaml("client-transport-security:\n  auto-tls: true\n");
+        assert_contains(
+            &err(&["--config-file", path(&file)], &[]),
+            &["client-transport-security.auto-tls", "not supported"],
+        );
+        let file = yaml("cert-file: a.pem\nclient-transport-security:\n  cert-file: b.pem\n");
+        assert_contains(
+            &err(&["--config-file", path(&file)], &[]),
+            &["client-transport-security.cert-file and cert-file set the same thing"],
+        );
+        let file = yaml("peer-transport-security: yes please\n");
+        assert_contains(&err(&["--config-file", path(&file)], &[]), &["peer-transport-security", "expects a mapping"]);
+    }
+
+    #[test]
+    fn metrics_urls_stay_plain_http() {
+        let e = err(&["--listen-metrics-urls", "https://127.0.0.1:2381"], &[]);
+        assert_contains(&e, &["--listen-metrics-urls", "plain HTTP only"]);
+    }
+
+    #[test]
+    fn unsupported_etcd_tls_options_in_a_config_file_are_refused_unless_off() {
+        for (line, key) in [
+            ("auto-tls: true", "auto-tls"),
+            ("client-crl-file: /etc/crl.pem", "client-crl-file"),
+            ("cipher-suites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]", "cipher-suites"),
+            ("peer-cert-allowed-cn: etcd", "peer-cert-allowed-cn"),
+        ] {
+            let file = yaml(&format!("{line}\n"));
+            let e = err(&["--config-file", path(&file)], &[]);
+            assert_contains(&e, &[path(&file), &format!("etcd TLS option {key}"), "not supported"]);
+        }
+        let file = yaml("auto-tls: false\npeer-auto-tls: false\nclient-crl-file: ''\n");
+        let c = ok(&["--config-file", path(&file)], &[]);
+        assert_contains(
+            &c.warnings().join("\n"),
+            &["etcd TLS option auto-tls is not supported by conflux; ignored (it is off)"],
+        );
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! [`start`] opens the data directory (log engine, state machine, identity), joins or bootstraps
 //! the cluster, and serves three listeners: clients (etcd's gRPC API, [`api`]), peers (Raft and
-//! forwarding, [`peer`]) and metrics (`/metrics`, `/health`, [`metrics`]). Operating it:
+//! forwarding, [`peer`]) and metrics (`/metrics`, `/health`, [`metrics`]); client and peer
+//! listeners speak TLS on https URLs ([`tls`]). Operating it:
 //! `docs/operations.md`; how a write and a read travel through it: `docs/architecture.md`.
 
 pub mod api;
@@ -14,6 +15,7 @@ pub mod metrics;
 pub mod peer;
 pub mod proto;
 pub mod watch_api;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -86,6 +88,9 @@ pub enum StartError {
     /// Joining an existing cluster failed.
     #[error("cannot join the existing cluster: {0}")]
     Join(String),
+    /// A certificate, key or CA file is unusable.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// What the services share: Raft, the state machine, the peers and this member's identity.
@@ -426,7 +431,10 @@ fn urls(v: &[url::Url]) -> Vec<String> {
 }
 
 /// Work out this member's identity from the flags and the data directory.
-async fn identity(cfg: &NodeConfig) -> Result<(Identity, bool), StartError> {
+async fn identity(
+    cfg: &NodeConfig,
+    peer_tls: Option<&tonic::transport::ClientTlsConfig>,
+) -> Result<(Identity, bool), StartError> {
     let token = &cfg.initial_cluster_token;
     let my_peer_urls = urls(&cfg.initial_advertise_peer_urls);
     let my_id = member::member_id(&my_peer_urls, token);
@@ -468,21 +476,25 @@ async fn identity(cfg: &NodeConfig) -> Result<(Identity, bool), StartError> {
     }
     let cluster_id = match cfg.initial_cluster_state {
         ClusterState::New => flags_cluster,
-        ClusterState::Existing => join_existing(cfg, my_id).await?,
+        ClusterState::Existing => join_existing(cfg, my_id, peer_tls).await?,
     };
     Ok((Identity { name: cfg.name.clone(), member_id: my_id, cluster_id, cluster_token: token.clone() }, true))
 }
 
 /// Ask the other members of `--initial-cluster` for the cluster's id, and check this member
 /// was added to it.
-async fn join_existing(cfg: &NodeConfig, my_id: u64) -> Result<u64, StartError> {
+async fn join_existing(
+    cfg: &NodeConfig,
+    my_id: u64,
+    peer_tls: Option<&tonic::transport::ClientTlsConfig>,
+) -> Result<u64, StartError> {
     let mut errors = Vec::new();
     for (name, peer_urls) in &cfg.initial_cluster {
         if *name == cfg.name {
             continue;
         }
         for u in peer_urls {
-            match peer::hello(&url_string(u), cfg.election_timeout * 2).await {
+            match peer::hello(&url_string(u), cfg.election_timeout * 2, peer_tls).await {
                 Ok(h) => {
                     if !h.members.iter().any(|(id, _, _)| *id == my_id) {
                         return Err(StartError::Join(format!(
@@ -504,6 +516,9 @@ async fn join_existing(cfg: &NodeConfig, my_id: u64) -> Result<u64, StartError> 
 
 /// Start a member with `cfg`; it serves until [`RunningNode::shutdown`].
 pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
+    // Unusable TLS files fail before anything is bound.
+    tls::TlsMaterial::load(&cfg.client_tls)?;
+    tls::TlsMaterial::load(&cfg.peer_tls)?;
     // Bind first: a port in use fails before anything is written.
     let listeners = Listeners {
         client: bind("--listen-client-urls", &cfg.listen_client_urls).await?,
@@ -535,7 +550,15 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
         source,
     })?;
     let dir = cfg.data_dir.display().to_string();
-    let (identity, fresh) = identity(&cfg).await?;
+    let client_tls = tls::TlsMaterial::load(&cfg.client_tls)?;
+    let peer_tls = tls::TlsMaterial::load(&cfg.peer_tls)?;
+    if let Some(m) = &peer_tls {
+        for w in m.self_check(&cfg.initial_advertise_peer_urls) {
+            tracing::warn!("{w}");
+        }
+    }
+    let peer_client_tls = peer_tls.as_ref().and_then(tls::TlsMaterial::client);
+    let (identity, fresh) = identity(&cfg, peer_client_tls.as_ref()).await?;
     let Listeners { client: client_listeners, peer: peer_listeners, metrics: metrics_listeners } = listeners;
     if fresh {
         identity.store(&cfg.data_dir).map_err(|e| StartError::Identity(e.to_string()))?;
@@ -585,7 +608,7 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
         ..Default::default()
     };
     let raft_config = Arc::new(raft_config.validate().map_err(|e| StartError::Raft(e.to_string()))?);
-    let peers = Peers::new(identity.cluster_id, cfg.heartbeat_interval, cfg.election_timeout);
+    let peers = Peers::new(identity.cluster_id, cfg.heartbeat_interval, cfg.election_timeout, peer_client_tls);
     let network = NetworkFactory { peers: peers.clone() };
     let raft = Raft::new(identity.member_id, raft_config, network, log, sm.clone())
         .await
@@ -654,8 +677,18 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
 
     let api = api::EtcdApi::new(core.clone());
     let max_decode = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
-    for l in client_listeners {
-        let router = tonic::transport::Server::builder()
+    // TLS only where the URL says https (etcd serves an http URL in plain text even with
+    // certificates configured).
+    let client_tls_config = match &client_tls {
+        Some(m) => Some(m.server()?),
+        None => None,
+    };
+    let peer_tls_config = match &peer_tls {
+        Some(m) if cfg.peer_tls.cert_file.is_some() => Some(m.server()?),
+        _ => None,
+    };
+    for (l, u) in client_listeners.into_iter().zip(&cfg.listen_client_urls) {
+        let router = server_builder(u, client_tls_config.as_ref(), "the client listener")?
             .tcp_nodelay(true)
             .layer(metrics::GrpcMetricsLayer::new(metrics.clone()))
             .add_service(
@@ -681,7 +714,7 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
             }
         }));
     }
-    for l in peer_listeners {
+    for (l, u) in peer_listeners.into_iter().zip(&cfg.listen_peer_urls) {
         let service = peer::PeerService {
             raft: raft.clone(),
             sm: sm.clone(),
@@ -690,7 +723,7 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
             name: identity.name.clone(),
             leases: leases.clone(),
         };
-        let router = tonic::transport::Server::builder().tcp_nodelay(true).add_service(
+        let router = server_builder(u, peer_tls_config.as_ref(), "the peer listener")?.tcp_nodelay(true).add_service(
             proto::peer::peer_server::PeerServer::new(service)
                 .max_decoding_message_size(peer::MAX_PEER_MESSAGE)
                 .max_encoding_message_size(peer::MAX_PEER_MESSAGE),
@@ -826,6 +859,21 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
     }
     let grace = cfg.request_timeout + Duration::from_secs(1);
     Ok(RunningNode { core, client_addrs, peer_addrs, metrics_addrs, stop, tasks, peer_tasks, grace })
+}
+
+/// A server for a listener on `url`: with `tls` when the URL is https.
+fn server_builder(
+    url: &url::Url,
+    tls: Option<&tonic::transport::ServerTlsConfig>,
+    what: &'static str,
+) -> Result<tonic::transport::Server, StartError> {
+    let builder = tonic::transport::Server::builder();
+    match tls {
+        Some(t) if url.scheme() == "https" => builder
+            .tls_config(t.clone())
+            .map_err(|e| StartError::Tls(tls::TlsError::Transport { what, reason: e.to_string() })),
+        _ => Ok(builder),
+    }
 }
 
 /// etcd's health rule: a leader is known and a linearizable read completes.

@@ -16,7 +16,7 @@ use openraft::network::{RPCOption, RaftNetworkFactory, v2::RaftNetworkV2};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::lease::{LeaseAnswer, Leases};
@@ -126,13 +126,20 @@ pub struct Peers {
     cluster_id: u64,
     heartbeat: Duration,
     election_timeout: Duration,
+    /// How to dial https peer URLs (`--peer-trusted-ca-file`, `--peer-cert-file`).
+    tls: Option<ClientTlsConfig>,
     channels: Mutex<HashMap<u64, (String, Channel)>>,
 }
 
 impl Peers {
-    /// No connections yet.
-    pub fn new(cluster_id: u64, heartbeat: Duration, election_timeout: Duration) -> Arc<Peers> {
-        Arc::new(Peers { cluster_id, heartbeat, election_timeout, channels: Mutex::new(HashMap::new()) })
+    /// No connections yet; https peer URLs are dialled with `tls`.
+    pub fn new(
+        cluster_id: u64,
+        heartbeat: Duration,
+        election_timeout: Duration,
+        tls: Option<ClientTlsConfig>,
+    ) -> Arc<Peers> {
+        Arc::new(Peers { cluster_id, heartbeat, election_timeout, tls, channels: Mutex::new(HashMap::new()) })
     }
 
     /// The connection to member `id` at `url` (made lazily, reused while the URL is the same).
@@ -143,7 +150,7 @@ impl Peers {
         {
             return Ok(ch.clone());
         }
-        let ch = endpoint(url, self.heartbeat, self.election_timeout)?.connect_lazy();
+        let ch = endpoint(url, self.heartbeat, self.election_timeout, self.tls.as_ref())?.connect_lazy();
         map.insert(id, (url.to_string(), ch.clone()));
         Ok(ch)
     }
@@ -163,9 +170,21 @@ impl Peers {
     }
 }
 
-fn endpoint(url: &str, heartbeat: Duration, election_timeout: Duration) -> Result<Endpoint, Status> {
-    Ok(Endpoint::from_shared(url.to_string())
-        .map_err(|e| Status::invalid_argument(format!("bad peer URL {url}: {e}")))?
+fn endpoint(
+    url: &str,
+    heartbeat: Duration,
+    election_timeout: Duration,
+    tls: Option<&ClientTlsConfig>,
+) -> Result<Endpoint, Status> {
+    let mut ep = Endpoint::from_shared(url.to_string())
+        .map_err(|e| Status::invalid_argument(format!("bad peer URL {url}: {e}")))?;
+    if url.starts_with("https://") {
+        let tls = tls.ok_or_else(|| {
+            Status::unavailable(format!("peer URL {url} is https, but no --peer-trusted-ca-file verifies it"))
+        })?;
+        ep = ep.tls_config(tls.clone()).map_err(|e| Status::unavailable(format!("TLS for peer URL {url}: {e}")))?;
+    }
+    Ok(ep
         .connect_timeout(election_timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(heartbeat.max(Duration::from_millis(100)))
@@ -180,8 +199,8 @@ fn client(ch: Channel) -> PeerClient<Channel> {
 }
 
 /// Ask the member at `url` who it is (used before this member has an identity).
-pub async fn hello(url: &str, timeout: Duration) -> Result<Hello, String> {
-    let ep = endpoint(url, timeout, timeout).map_err(|e| e.message().to_string())?;
+pub async fn hello(url: &str, timeout: Duration, tls: Option<&ClientTlsConfig>) -> Result<Hello, String> {
+    let ep = endpoint(url, timeout, timeout, tls).map_err(|e| e.message().to_string())?;
     let call = async {
         let ch = ep.connect().await.map_err(|e| format!("cannot connect: {e}"))?;
         let reply = client(ch).hello(pb::Payload::default()).await.map_err(|e| e.message().to_string())?;

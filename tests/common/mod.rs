@@ -2,6 +2,8 @@
 //! an `etcdctl` runner.
 #![allow(dead_code)]
 
+pub mod certs;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -10,7 +12,7 @@ use std::time::{Duration, Instant};
 use conflux::node::proto::etcdserverpb::{
     PutRequest, RangeRequest, StatusRequest, kv_client::KvClient, maintenance_client::MaintenanceClient,
 };
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 /// A free loopback port (bound, read, released).
 pub fn free_port() -> u16 {
@@ -36,14 +38,16 @@ pub struct MemberSpec {
     pub peer_port: u16,
     pub metrics_port: u16,
     pub data_dir: PathBuf,
+    /// `http` or `https` (client and peer URLs alike).
+    pub scheme: &'static str,
 }
 
 impl MemberSpec {
     pub fn client_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        format!("{}://127.0.0.1:{}", self.scheme, self.client_port)
     }
     pub fn peer_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.peer_port)
+        format!("{}://127.0.0.1:{}", self.scheme, self.peer_port)
     }
     pub fn endpoint(&self) -> String {
         format!("127.0.0.1:{}", self.client_port)
@@ -57,16 +61,24 @@ pub struct Cluster {
     pub procs: Vec<Option<Child>>,
     pub extra: Vec<String>,
     pub token: String,
+    /// How the harness's own gRPC client dials https client URLs (`None`: plain http URLs).
+    pub client_tls: Option<ClientTlsConfig>,
 }
 
 impl Cluster {
     /// Start `n` members with `extra` flags each, and wait until every one answers and a leader
     /// is known.
     pub fn start(n: usize, extra: &[&str]) -> Cluster {
+        Cluster::start_with(n, extra, None)
+    }
+
+    /// Like [`Cluster::start`], but with https client and peer URLs when `client_tls` is given
+    /// (`extra` then carries the members' TLS flags); the harness dials with `client_tls`.
+    pub fn start_with(n: usize, extra: &[&str], client_tls: Option<ClientTlsConfig>) -> Cluster {
         // Free ports are picked by binding port 0 and releasing it, so a parallel test can take
         // one in between: start again on new ports when a member could not bind.
         for attempt in 1..=3 {
-            let mut c = Cluster::new(n, extra);
+            let mut c = Cluster::new(n, extra, client_tls.clone());
             for i in 0..n {
                 c.spawn(i);
             }
@@ -79,8 +91,9 @@ impl Cluster {
         unreachable!("the last attempt panics or returns")
     }
 
-    fn new(n: usize, extra: &[&str]) -> Cluster {
+    fn new(n: usize, extra: &[&str], client_tls: Option<ClientTlsConfig>) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
+        let scheme = if client_tls.is_some() { "https" } else { "http" };
         let members = (0..n)
             .map(|i| MemberSpec {
                 name: format!("m{i}"),
@@ -88,6 +101,7 @@ impl Cluster {
                 peer_port: free_port(),
                 metrics_port: free_port(),
                 data_dir: dir.path().join(format!("m{i}.conflux")),
+                scheme,
             })
             .collect();
         Cluster {
@@ -96,6 +110,16 @@ impl Cluster {
             procs: (0..n).map(|_| None).collect(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             token: "test-cluster".into(),
+            client_tls,
+        }
+    }
+
+    /// An endpoint for member `i`'s client URL (with the harness's TLS on https).
+    pub fn endpoint(&self, i: usize) -> Endpoint {
+        let ep = Endpoint::from_shared(self.members[i].client_url()).unwrap();
+        match &self.client_tls {
+            Some(tls) => ep.tls_config(tls.clone()).expect("client TLS config"),
+            None => ep,
         }
     }
 
@@ -179,7 +203,7 @@ impl Cluster {
 
     fn try_wait_ready(&mut self, i: usize) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
-        let url = self.members[i].client_url();
+        let ep = self.endpoint(i);
         loop {
             if let Some(Some(p)) = self.procs.get_mut(i)
                 && let Ok(Some(status)) = p.try_wait()
@@ -187,7 +211,7 @@ impl Cluster {
                 return Err(format!("member {i} exited with {status} while starting; its log:\n{}", self.log(i)));
             }
             let ok = rt().block_on(async {
-                let Ok(ch) = Channel::from_shared(url.clone()).unwrap().connect().await else { return false };
+                let Ok(ch) = ep.connect().await else { return false };
                 let mut m = MaintenanceClient::new(ch);
                 matches!(m.status(StatusRequest {}).await, Ok(r) if r.get_ref().leader != 0)
             });
@@ -228,9 +252,9 @@ impl Cluster {
 
     /// The leader's index, as member `asked` reports it.
     pub fn leader(&self, asked: usize) -> Option<usize> {
-        let url = self.members[asked].client_url();
+        let ep = self.endpoint(asked);
         let id = rt().block_on(async {
-            let ch = Channel::from_shared(url).unwrap().connect().await.ok()?;
+            let ch = ep.connect().await.ok()?;
             let r = MaintenanceClient::new(ch).status(StatusRequest {}).await.ok()?;
             Some((r.get_ref().leader, r.get_ref().header.as_ref()?.member_id))
         })?;
@@ -240,9 +264,9 @@ impl Cluster {
 
     /// Member `i`'s id, as it reports it.
     pub fn member_id(&self, i: usize) -> Option<u64> {
-        let url = self.members[i].client_url();
+        let ep = self.endpoint(i);
         rt().block_on(async {
-            let ch = Channel::from_shared(url).unwrap().connect().await.ok()?;
+            let ch = ep.connect().await.ok()?;
             let r = MaintenanceClient::new(ch).status(StatusRequest {}).await.ok()?;
             Some(r.get_ref().header.as_ref()?.member_id)
         })
@@ -269,7 +293,7 @@ impl Cluster {
 
     /// A KV client for member `i`.
     pub async fn kv(&self, i: usize) -> KvClient<Channel> {
-        let ch = Channel::from_shared(self.members[i].client_url()).unwrap().connect().await.expect("connect");
+        let ch = self.endpoint(i).connect().await.expect("connect");
         KvClient::new(ch)
     }
 }
