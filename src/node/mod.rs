@@ -14,8 +14,8 @@ pub mod member;
 pub mod metrics;
 pub mod peer;
 pub mod proto;
-pub mod watch_api;
 pub mod tls;
+pub mod watch_api;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
