@@ -290,6 +290,9 @@ impl lease_server::Lease for EtcdApi {
         &self,
         _: Request<pb::LeaseLeasesRequest>,
     ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
+        // Linearized like a default read: on a follower, a grant the leader already acknowledged
+        // may not be applied here yet (seen as a flaky `etcdctl lease list` through a follower).
+        self.core.linearize().await?;
         let store = self.core.sm.store();
         let leases = store.leases().keys().map(|&id| pb::LeaseStatus { id }).collect();
         let h = self.core.header();

@@ -181,10 +181,12 @@ impl Core {
         }
     }
 
-    /// Wait a moment for the leader to change (after a "not leader" answer).
-    async fn settle(&self, deadline: Instant) {
+    /// Wait a moment for the leader to change (after a "not leader" answer or a failed call),
+    /// then fail with `expired()` if `deadline` has passed.
+    async fn settle(&self, deadline: Instant, expired: fn() -> Status) -> Result<(), Status> {
         let pause = Instant::now() + Duration::from_millis(20);
         tokio::time::sleep_until(pause.min(deadline).into()).await;
+        if Instant::now() >= deadline { Err(expired()) } else { Ok(()) }
     }
 
     /// Commit `req` through the leader; its answer and the term it committed in.
@@ -224,10 +226,7 @@ impl Core {
                     // Not connected: the request never left; try again (the leader may change).
                     Ok(Err(e)) if e.code() == tonic::Code::Unavailable && not_sent(&e) => {
                         tracing::debug!(leader = format!("{leader:x}"), error = %e, "leader unreachable");
-                        self.settle(deadline).await;
-                        if Instant::now() >= deadline {
-                            return Err(no_leader());
-                        }
+                        self.settle(deadline, no_leader).await?;
                         continue;
                     }
                     Ok(Err(e)) => {
@@ -240,10 +239,7 @@ impl Core {
                 ForwardReply::Done { result, term } => return Ok((result, term)),
                 ForwardReply::Lease(_) => return Err(Status::internal("the leader answered a write as a lease query")),
                 ForwardReply::NotLeader { .. } => {
-                    self.settle(deadline).await;
-                    if Instant::now() >= deadline {
-                        return Err(no_leader());
-                    }
+                    self.settle(deadline, no_leader).await?;
                 }
                 ForwardReply::Unknown => return Err(leader_failed()),
                 ForwardReply::Failed(msg) => return Err(Status::unavailable(format!("etcdserver: {msg}"))),
@@ -276,17 +272,11 @@ impl Core {
             match reply {
                 ForwardReply::Lease(a) => return Ok(a),
                 ForwardReply::NotLeader { .. } | ForwardReply::Unknown => {
-                    self.settle(deadline).await;
-                    if Instant::now() >= deadline {
-                        return Err(no_leader());
-                    }
+                    self.settle(deadline, no_leader).await?;
                 }
                 ForwardReply::Failed(msg) => {
                     tracing::debug!(%msg, "lease query failed");
-                    self.settle(deadline).await;
-                    if Instant::now() >= deadline {
-                        return Err(timed_out());
-                    }
+                    self.settle(deadline, timed_out).await?;
                 }
                 ForwardReply::Done { .. } => {
                     return Err(Status::internal("the leader answered a lease query as a write"));
@@ -324,10 +314,7 @@ impl Core {
                     Ok(Ok(reply)) => peer::decode(reply.get_ref())?,
                     Ok(Err(e)) => {
                         tracing::debug!(leader = format!("{leader:x}"), error = %e, "read index from the leader failed");
-                        self.settle(deadline).await;
-                        if Instant::now() >= deadline {
-                            return Err(timed_out());
-                        }
+                        self.settle(deadline, timed_out).await?;
                         continue;
                     }
                 }
@@ -339,17 +326,11 @@ impl Core {
                         .map_err(|_| timed_out());
                 }
                 ReadIndexReply::NotLeader { .. } => {
-                    self.settle(deadline).await;
-                    if Instant::now() >= deadline {
-                        return Err(no_leader());
-                    }
+                    self.settle(deadline, no_leader).await?;
                 }
                 ReadIndexReply::Failed(msg) => {
                     tracing::debug!(%msg, "read index failed");
-                    self.settle(deadline).await;
-                    if Instant::now() >= deadline {
-                        return Err(timed_out());
-                    }
+                    self.settle(deadline, timed_out).await?;
                 }
             }
         }
