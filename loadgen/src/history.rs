@@ -66,6 +66,13 @@ pub struct Record {
     /// The gRPC status name of a failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The member that answered (its response header's member id, hex), when one did: which
+    /// member served a read that the checker refuses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
+    /// The store revision in the answer's response header, when one came.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
 }
 
 impl Record {
@@ -244,7 +251,17 @@ impl<'a> Tracer<'a> {
             complete_us: Some(self.history.micros(Instant::now())),
             outcome,
             error: error.map(str::to_string),
+            member: None,
+            revision: None,
         });
+    }
+
+    /// Note which member answered the last recorded call, and at which revision.
+    pub fn answered_by(&mut self, member_id: u64, revision: i64) {
+        if let Some(r) = self.records.last_mut() {
+            r.member = Some(format!("{member_id:x}"));
+            r.revision = Some(revision);
+        }
     }
 }
 

@@ -394,6 +394,9 @@ impl GrpcTarget {
             Ok(r) => {
                 let found = r.kvs.first().map(|kv| (kv.value.clone(), kv.mod_revision));
                 t.record(&key, Command::Get { found: found.as_ref().map(|(v, _)| text(v)) }, sent, None);
+                if let Some(h) = &r.header {
+                    t.answered_by(h.member_id, h.revision);
+                }
                 Ok(found)
             }
             Err(e) => {

@@ -5,6 +5,9 @@
 //! (`loadgen check`), and the time from each leader kill to the first write acknowledged through a
 //! survivor is reported (docs/reliability.md).
 //!
+//! `CONFLUX_KILL_CYCLES_DEBUG=1` keeps the run's directory (members' logs, history, ack log; its
+//! path is printed) and has the members log at debug level, for investigating a failure.
+//!
 //! The `conflux` binary is taken from the same target directory as this test (`cargo test
 //! --workspace` builds it); the test fails, saying so, when it is not there.
 
@@ -23,6 +26,11 @@ use rand::Rng;
 /// Kill/restart cycles in the default run; `CONFLUX_FULL_TESTS=1` runs more.
 fn cycles() -> usize {
     if std::env::var("CONFLUX_FULL_TESTS").is_ok() { 100 } else { 20 }
+}
+
+/// Whether to keep the run's files and log at debug level (`CONFLUX_KILL_CYCLES_DEBUG=1`).
+fn debugging() -> bool {
+    std::env::var("CONFLUX_KILL_CYCLES_DEBUG").is_ok_and(|v| v == "1")
 }
 
 /// Raft timing for the run: the leader's failure is noticed within an election timeout.
@@ -88,7 +96,8 @@ impl Cluster {
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &self.initial, "--initial-cluster-token", "kill-cycles"])
             .args(["--heartbeat-interval", &HEARTBEAT_MS.to_string(), "--election-timeout", &ELECTION_MS.to_string()])
-            .args(["--snapshot-count", "500", "--snapshot-catchup-entries", "100", "--log-level", "warn"])
+            .args(["--snapshot-count", "500", "--snapshot-catchup-entries", "100"])
+            .args(["--log-level", if debugging() { "debug" } else { "warn" }])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -220,7 +229,11 @@ fn kills_during_load_keep_the_history_linearizable() {
 }
 
 fn kill_cycles(check_history: bool) {
-    let root = tempfile::tempdir().expect("tempdir");
+    let mut root = tempfile::tempdir().expect("tempdir");
+    if debugging() {
+        root.disable_cleanup(true);
+        eprintln!("kill cycles: files kept in {}", root.path().display());
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let mut c = Cluster::start(root.path());
     rt.block_on(c.wait_leader());

@@ -321,9 +321,15 @@ impl Core {
             };
             match reply {
                 ReadIndexReply::Index(i) => {
-                    return tokio::time::timeout_at(deadline.into(), self.sm.wait_applied(i))
-                        .await
-                        .map_err(|_| timed_out());
+                    tokio::time::timeout_at(deadline.into(), self.sm.wait_applied(i)).await.map_err(|_| timed_out())?;
+                    tracing::debug!(
+                        leader = format!("{leader:x}"),
+                        read_index = i,
+                        applied = self.sm.applied_index(),
+                        revision = self.sm.store().revision(),
+                        "read linearized"
+                    );
+                    return Ok(());
                 }
                 ReadIndexReply::NotLeader { .. } => {
                     self.settle(deadline, no_leader).await?;
