@@ -31,23 +31,31 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
+# Each phase announces itself with the seconds since the script started, so a slow CI run shows
+# where its time went.
+phase() { echo "== scripts/test.sh: $1 (at ${SECONDS} s)"; }
+
+phase "cargo test --workspace"
 cargo test --workspace --locked "$@"
 
 # The engine suites again on the io_uring backend (every engine test runs on both; see
 # engine/tests/common/mod.rs). Fails with the probe's reason where io_uring is unavailable.
 if (($# == 0)); then
+    phase "engine suites on io_uring"
     CONFLUX_ENGINE_IO=uring cargo test -p conflux-engine --locked
 fi
 
 # Disk faults on one member of a real cluster, injected through the engine's I/O seam: needs the
 # test-only `failpoints` feature (src/failpoints.rs), so it builds the binary once more with it.
 if (($# == 0)); then
+    phase "disk faults (failpoints feature)"
     cargo test -p conflux --features failpoints --locked --test disk_faults
 fi
 
 # The benchmark smoke: every criterion benchmark runs once, in criterion's test mode, so a broken
 # benchmark fails here (debug build; figures come from `cargo bench`, docs/benchmarks.md).
 if (($# == 0)); then
+    phase "benchmark smoke"
     cargo test --workspace --locked --benches
 fi
 
@@ -55,6 +63,7 @@ fi
 # committed one stays as it is. No sanitizer (`-s none`): only the stable toolchain is assumed.
 # A crash fails the script and leaves its input in fuzz/artifacts/<target>/.
 if (($# == 0)) && [[ ${CONFLUX_SKIP_FUZZ:-0} != 1 ]]; then
+    phase "fuzzing"
     if ! cargo fuzz --version >/dev/null 2>&1; then
         cargo install --locked cargo-fuzz
     fi
@@ -71,6 +80,8 @@ if (($# == 0)) && [[ ${CONFLUX_SKIP_FUZZ:-0} != 1 ]]; then
 fi
 
 if [[ ${CONFLUX_SKIP_GATE:-0} != 1 ]]; then
+    phase "instruction-count gate"
     bash bench/gate.sh
     bash bench/gate.sh --selftest
 fi
+phase "done"

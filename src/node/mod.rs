@@ -583,15 +583,26 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
     let sm = StateMachine::open(&cfg.data_dir, Arc::new(conflux_engine::io::StdIo), sm_config)
         .map_err(|source| StartError::StateMachine { dir: dir.clone(), source })?;
 
+    let election_ms = cfg.election_timeout.as_millis() as u64;
     let raft_config = openraft::Config {
         cluster_name: identity.cluster_token.clone(),
         heartbeat_interval: cfg.heartbeat_interval.as_millis() as u64,
-        election_timeout_min: cfg.election_timeout.as_millis() as u64,
-        election_timeout_max: cfg.election_timeout.as_millis() as u64 * 2,
+        // openraft starts an election `leader lease (= election_timeout_max) + a random
+        // timeout in [min, max)` after the last heartbeat. With min = T/3 and max = 2T/3 that
+        // is [T, 4T/3) for `--election-timeout` T: at least T, as in etcd, and not the [3T, 4T)
+        // that min = T, max = 2T gave (docs/decisions.md).
+        // (openraft wants min above the heartbeat interval: T ≥ 5 heartbeats gives that.)
+        election_timeout_min: (election_ms / 3).max(cfg.heartbeat_interval.as_millis() as u64 + 1),
+        election_timeout_max: (election_ms * 2 / 3).max(cfg.heartbeat_interval.as_millis() as u64 + 2),
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_count),
         max_in_snapshot_log_to_keep: cfg.snapshot_catchup_entries,
         install_snapshot_timeout: (cfg.election_timeout.as_millis() as u64 * 20).max(10_000),
         max_payload_entries: 256,
+        // A leader that restarts comes back as a follower, as in etcd. openraft would otherwise
+        // restore it as leader of its old term with its committed index as last saved (the
+        // engine saves it lazily): its read index could then be below writes it had already
+        // acknowledged, and a linearizable read would return stale data (docs/decisions.md).
+        enable_leader_restore: Some(false),
         ..Default::default()
     };
     let raft_config = Arc::new(raft_config.validate().map_err(|e| StartError::Raft(e.to_string()))?);

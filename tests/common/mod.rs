@@ -4,7 +4,6 @@
 
 pub mod certs;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -14,10 +13,9 @@ use conflux::node::proto::etcdserverpb::{
 };
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
-/// A free loopback port (bound, read, released).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0").local_addr().unwrap().port()
-}
+mod port;
+#[allow(unused_imports)] // not every test binary that includes this module needs it
+pub use port::free_port;
 
 /// Fail with the Debian package to install when a tool is missing.
 pub fn require_tool(tool: &str, package: &str) -> PathBuf {

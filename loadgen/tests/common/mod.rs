@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 use std::fs::File;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -86,10 +85,10 @@ pub fn loadgen(args: &[&str], limit: Duration) -> Ran {
     }
 }
 
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0").local_addr().expect("local_addr").port()
-}
+#[path = "../../../tests/common/port.rs"]
+mod port;
+#[allow(unused_imports)] // not every test binary that includes this module needs it
+pub use port::free_port;
 
 /// Reads a JSON file.
 pub fn read_json(path: &Path) -> Value {
