@@ -130,7 +130,7 @@ fn snapshot_save_from_a_cluster_restores_into_a_new_cluster_with_the_same_data()
         assert!(e.contains("compacted"), "member {i}: compaction kept: {e}");
         assert!(leases(&r, i).contains(&lease), "member {i}: lease {lease:x} kept");
         let s = status(&r, i);
-        let h = s.header.clone().unwrap();
+        let h = s.header.unwrap();
         assert_ne!(h.cluster_id, old_status.header.as_ref().unwrap().cluster_id, "a new cluster");
         assert!(
             s.raft_index < old_status.raft_index,

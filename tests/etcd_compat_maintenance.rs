@@ -124,7 +124,7 @@ async fn snapshot_shape(ch: &Channel) -> (String, Vec<u8>) {
         "data messages count remaining_bytes down to 0: {counts_down}; largest chunk <= 32 KiB: {}; payload multiple \
          of 512: {}; last message: {} bytes, remaining_bytes {}, is the SHA-256 of the payload: {}; any header set: {}",
         data.iter().all(|m| m.blob.len() <= 32 * 1024),
-        payload.len() % 512 == 0,
+        payload.len().is_multiple_of(512),
         last.blob.len(),
         last.remaining_bytes,
         last.blob[..] == Sha256::digest(&payload)[..],
@@ -135,7 +135,7 @@ async fn snapshot_shape(ch: &Channel) -> (String, Vec<u8>) {
 
 async fn status_shape(ch: &Channel) -> String {
     let r = MaintenanceClient::new(ch.clone()).status(StatusRequest {}).await.expect("status").into_inner();
-    let h = r.header.clone().unwrap_or_default();
+    let h = r.header.unwrap_or_default();
     format!(
         "version set: {}, leader is self: {}, raft_index >= applied: {}, applied > 200: {}, raft_term = header \
          term: {}, db_size > 0: {}, in_use > 0: {}, errors: {:?}, is_learner: {}",

@@ -71,7 +71,7 @@ pub struct RestoreReport {
 pub enum RestoreError {
     /// The flags do not describe a member of a cluster.
     #[error(transparent)]
-    Config(#[from] ConfigError),
+    Config(#[from] Box<ConfigError>),
     /// The target already holds something.
     #[error("data dir {} is not empty; restore only into a new or empty directory", path.display())]
     TargetNotEmpty {
@@ -242,7 +242,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreReport, RestoreError> {
         ..Default::default()
     };
     // Flags only: the environment and config files are the server's.
-    let cfg = NodeConfig::resolve(args, &|_| None)?;
+    let cfg = NodeConfig::resolve(args, &|_| None).map_err(Box::new)?;
     let target = cfg.data_dir.clone();
     let target_existed = match is_empty_dir(&target)? {
         Some(false) => return Err(RestoreError::TargetNotEmpty { path: target }),
