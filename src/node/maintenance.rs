@@ -24,6 +24,8 @@ use crate::backup::framing::Chunks;
 pub const SNAPSHOT_BUILD_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long Defragment waits for Raft to purge the log.
 const PURGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long Defragment waits for the engine to delete purged segment files.
+const SEGMENT_DELETE_WAIT: Duration = Duration::from_secs(2);
 /// How often a trigger is repeated while a snapshot is awaited (a trigger during another build
 /// is ignored by Raft).
 const RETRIGGER: Duration = Duration::from_secs(1);
@@ -155,6 +157,16 @@ pub fn disk_usage(dir: &Path) -> DiskUsage {
     u
 }
 
+/// Segment files in `log_dir` holding only entries at or below `upto`: each but the newest ends
+/// where the next begins (files are named by their first index).
+fn purgeable_segments(log_dir: &Path, upto: u64) -> usize {
+    let Ok(entries) = std::fs::read_dir(log_dir) else { return 0 };
+    let mut firsts: Vec<u64> =
+        entries.flatten().filter_map(|e| e.file_name().to_str()?.strip_suffix(".seg")?.parse().ok()).collect();
+    firsts.sort_unstable();
+    firsts.windows(2).filter(|w| w[1] <= upto.saturating_add(1)).count()
+}
+
 /// The member's data directory.
 pub(crate) fn data_dir(core: &Core) -> PathBuf {
     let snaps = core.sm.snapshots().dir();
@@ -211,6 +223,15 @@ pub(crate) async fn defragment(core: &Core) -> Result<DefragReport, Status> {
         .await
         .map_err(|e| Status::internal(format!("removing stale snapshots: {e}")))?
         .map_err(|e| Status::internal(format!("etcdserver: removing stale snapshots: {e}")))?;
+    // The engine deletes purged segments right after the purge point is durable; wait (a little)
+    // for the ones wholly at or below the snapshot, so the report says what is on disk.
+    if purged {
+        let log_dir = dir.join(conflux_engine::LOG_DIR);
+        let settle = Instant::now() + SEGMENT_DELETE_WAIT;
+        while purgeable_segments(&log_dir, snapshot_index) > 0 && Instant::now() < settle {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     let after = disk_usage(&dir);
     let report = DefragReport { versions_removed, snapshot_index, purged, stale_snapshots_removed, before, after };
     tracing::info!(
@@ -226,4 +247,25 @@ pub(crate) async fn defragment(core: &Core) -> Result<DefragReport, Status> {
         "defragmented: compacted versions removed, snapshot built, log purged up to it, stale snapshots deleted"
     );
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn purgeable_segments_are_those_ending_at_or_below_the_point() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in
+            ["00000000000000000000.seg", "00000000000000000019.seg", "00000000000000000035.seg", "spare-1.seg.tmp"]
+        {
+            std::fs::write(dir.path().join(name), b"").unwrap();
+        }
+        // 0..=18, 19..=34, 35..: the first ends at 18, the second at 34; the newest never goes.
+        assert_eq!(purgeable_segments(dir.path(), 17), 0);
+        assert_eq!(purgeable_segments(dir.path(), 18), 1);
+        assert_eq!(purgeable_segments(dir.path(), 34), 2);
+        assert_eq!(purgeable_segments(dir.path(), 1000), 2);
+        assert_eq!(purgeable_segments(&dir.path().join("missing"), 5), 0);
+    }
 }
