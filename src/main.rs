@@ -51,8 +51,9 @@ enum Command {
         /// The data directory.
         dir: PathBuf,
     },
-    /// Build a new member's data directory from a backup (`etcdctl snapshot save`), like
-    /// `etcdctl snapshot restore`: same data, new cluster. Run it once per member with that
+    /// Build a new member's data directory from a backup taken with `etcdctl snapshot save`.
+    ///
+    /// Like `etcdctl snapshot restore`: same data, new cluster. Run it once per member with that
     /// member's flags, then start each member with the same flags.
     Restore(RestoreArgs),
 }
