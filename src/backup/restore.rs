@@ -335,3 +335,124 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreReport, RestoreError> {
         hash_checked: located.hash_checked,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::mvcc::{LeaseGrantRequest, PutRequest, RangeRequest, Store, WriteRequest};
+    use crate::state_machine::{SmConfig, StateMachine};
+
+    /// A backup file of a store with a few keys, a history and a lease, as the Snapshot RPC
+    /// frames it; and the store.
+    fn backup(dir: &Path) -> (PathBuf, Store) {
+        let s = Store::new();
+        s.apply(&WriteRequest::LeaseGrant(LeaseGrantRequest { id: 7, ttl: 60 })).unwrap();
+        for (k, v, lease) in [("a", "1", 0), ("b", "2", 7), ("a", "3", 0)] {
+            let req = PutRequest {
+                key: Bytes::copy_from_slice(k.as_bytes()),
+                value: Bytes::copy_from_slice(v.as_bytes()),
+                lease,
+                ..Default::default()
+            };
+            s.apply(&WriteRequest::Put(req)).unwrap();
+        }
+        let src = dir.join("source");
+        let snapshots = Snapshots::open(Arc::new(conflux_engine::io::StdIo), &src).unwrap();
+        let meta = SnapshotMeta::default();
+        let mut w = snapshots.create(3, 40, &postcard::to_stdvec(&meta).unwrap(), &[], 3).unwrap();
+        s.write_snapshot(&mut w).unwrap();
+        let info = w.finish().unwrap();
+        let reader = snapshots.open_reader(&info.path).unwrap();
+        let mut chunks = framing::Chunks::new(reader.raw_file(), reader.file_len());
+        let mut file = Vec::new();
+        while let Some((b, _)) = chunks.next_chunk().unwrap() {
+            file.extend_from_slice(&b);
+        }
+        file.extend_from_slice(&chunks.finish());
+        let path = dir.join("backup.db");
+        std::fs::write(&path, file).unwrap();
+        (path, s)
+    }
+
+    fn all(s: &Store) -> Vec<(Bytes, Bytes, i64, i64, i64, i64)> {
+        let req =
+            RangeRequest { key: Bytes::from_static(b"\0"), range_end: Bytes::from_static(b"\0"), ..Default::default() };
+        let r = s.range(&req).unwrap();
+        r.kvs
+            .into_iter()
+            .map(|kv| (kv.key, kv.value, kv.create_revision, kv.mod_revision, kv.version, kv.lease))
+            .collect()
+    }
+
+    #[test]
+    fn a_restored_directory_holds_the_store_at_a_new_raft_point() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, store) = backup(dir.path());
+        let target = dir.path().join("new");
+        let cluster = "x=http://10.0.0.1:2380,y=http://10.0.0.2:2380";
+        let opts = RestoreOptions {
+            file,
+            name: Some("y".into()),
+            data_dir: Some(target.clone()),
+            initial_cluster: Some(cluster.into()),
+            initial_cluster_token: Some("t".into()),
+            initial_advertise_peer_urls: Some("http://10.0.0.2:2380".into()),
+            skip_hash_check: false,
+        };
+        let r = restore(&opts).unwrap();
+        assert!(r.hash_checked);
+        assert_eq!((r.revision, r.keys, r.versions), (store.revision(), 2, 3));
+        let x = member::member_id(&["http://10.0.0.1:2380".into()], "t");
+        let y = member::member_id(&["http://10.0.0.2:2380".into()], "t");
+        assert_eq!(
+            Identity::load(&target).unwrap(),
+            Some(Identity {
+                name: "y".into(),
+                member_id: y,
+                cluster_id: member::cluster_id(&[x, y]),
+                cluster_token: "t".into(),
+            })
+        );
+        // What a member starting on it loads: the same store, at log index 1 of term 0, with the
+        // new members as voters.
+        let sm = StateMachine::open(&target, Arc::new(conflux_engine::io::StdIo), SmConfig::default()).unwrap();
+        assert_eq!(all(&sm.store()), all(&store));
+        assert_eq!(sm.store().revision(), store.revision());
+        assert_eq!(sm.store().leases().keys().copied().collect::<Vec<_>>(), vec![7]);
+        let (meta, _) = sm.current_snapshot().unwrap();
+        let log_id = meta.last_log_id.unwrap();
+        assert_eq!((log_id.leader_id.term, log_id.index), (0, RESTORED_INDEX));
+        let voters: Vec<u64> = meta.last_membership.membership().voter_ids().collect();
+        assert_eq!(voters, {
+            let mut v = vec![x, y];
+            v.sort();
+            v
+        });
+        assert_eq!(sm.applied_index(), RESTORED_INDEX);
+        // Only the identity and the snapshot; no staging left beside it.
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(!names.iter().any(|n| n.contains(".restore-")), "{names:?}");
+    }
+
+    #[test]
+    fn a_flipped_byte_anywhere_is_refused_and_nothing_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, _) = backup(dir.path());
+        let good = std::fs::read(&file).unwrap();
+        let target = dir.path().join("new");
+        for at in (0..good.len()).step_by(7) {
+            let mut bad = good.clone();
+            bad[at] ^= 0x01;
+            std::fs::write(&file, &bad).unwrap();
+            let opts = RestoreOptions { file: file.clone(), data_dir: Some(target.clone()), ..Default::default() };
+            let e = restore(&opts).unwrap_err();
+            assert!(e.to_string().contains(&file.display().to_string()), "byte {at}: {e}");
+            assert!(!target.exists(), "byte {at}: target written");
+        }
+    }
+}
