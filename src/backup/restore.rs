@@ -96,6 +96,16 @@ pub enum RestoreError {
         /// Why.
         reason: String,
     },
+    /// A bare snapshot file (as in a member's `snapshots/`): no SHA-256 trailer to check.
+    #[error(
+        "{} has no SHA-256 trailer: it is a bare snapshot file (it ends with the snapshot end marker), not a \
+         backup from `etcdctl snapshot save`; --skip-hash-check restores it, checked by its own CRCs",
+        path.display()
+    )]
+    BareSnapshot {
+        /// The file.
+        path: PathBuf,
+    },
     /// The file's length says it has no SHA-256 trailer: truncated, or not written whole.
     #[error(
         "{} has no SHA-256 trailer (its length {len} is not a multiple of 512 plus 32): it is truncated or was \
@@ -165,7 +175,7 @@ fn locate(path: &Path, f: &mut File, skip_hash_check: bool) -> Result<Located, R
     if &tail == END_MAGIC {
         // A bare snapshot file (copied from a member's snapshots/), no trailer.
         if !skip_hash_check {
-            return Err(RestoreError::NoHash { path: path.to_path_buf(), len });
+            return Err(RestoreError::BareSnapshot { path: path.to_path_buf() });
         }
         return Ok(Located { container_len: len, hash_checked: false });
     }
