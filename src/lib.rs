@@ -6,6 +6,7 @@
 //! `conflux` binary. Design: `docs/architecture.md`; file formats: `docs/format.md`.
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod compactor;
 #[cfg(feature = "failpoints")]
 pub mod failpoints;

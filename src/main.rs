@@ -7,7 +7,8 @@
 //! with no flags at all it is a working single-node member on etcd's default ports with
 //! `./default.conflux` as its data directory. The operator tools: `conflux dump DIR` prints a data
 //! directory's meta, segments, indexes and records; `conflux verify DIR` checks every record and
-//! exits non-zero on corruption.
+//! exits non-zero on corruption; `conflux restore FILE` builds a new member's data directory
+//! from a backup taken with `etcdctl snapshot save`.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -50,6 +51,73 @@ enum Command {
         /// The data directory.
         dir: PathBuf,
     },
+    /// Build a new member's data directory from a backup taken with `etcdctl snapshot save`.
+    ///
+    /// Like `etcdctl snapshot restore`: same data, new cluster. Run it once per member with that
+    /// member's flags, then start each member with the same flags.
+    Restore(RestoreArgs),
+}
+
+/// `conflux restore` flags: etcdctl snapshot restore's, with the same defaults.
+#[derive(Debug, clap::Args)]
+struct RestoreArgs {
+    /// The backup file (written by `etcdctl snapshot save` against a conflux member).
+    file: PathBuf,
+    /// The new member's data directory; must not exist or be empty [default: <name>.conflux]
+    #[arg(long = "data-dir", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The new member's name [default: default]
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// The new cluster's members, name=peer-URL pairs [default: <name>=<initial-advertise-peer-urls>]
+    #[arg(long = "initial-cluster", value_name = "NAME=URL,...")]
+    initial_cluster: Option<String>,
+    /// The new cluster's token [default: etcd-cluster]
+    #[arg(long = "initial-cluster-token", value_name = "TOKEN")]
+    initial_cluster_token: Option<String>,
+    /// The new member's peer URLs [default: http://localhost:2380]
+    #[arg(long = "initial-advertise-peer-urls", value_name = "URLS")]
+    initial_advertise_peer_urls: Option<String>,
+    /// Restore without checking the file's SHA-256 (or from a file without one, such as a copy
+    /// of a member's snapshots/*.snap.zst)
+    #[arg(long = "skip-hash-check")]
+    skip_hash_check: bool,
+}
+
+fn restore(a: RestoreArgs) -> ExitCode {
+    let opts = conflux::backup::RestoreOptions {
+        file: a.file,
+        name: a.name,
+        data_dir: a.data_dir,
+        initial_cluster: a.initial_cluster,
+        initial_cluster_token: a.initial_cluster_token,
+        initial_advertise_peer_urls: a.initial_advertise_peer_urls,
+        skip_hash_check: a.skip_hash_check,
+    };
+    match conflux::backup::restore(&opts) {
+        Ok(r) => {
+            println!(
+                "restored {} into {}: revision {}, compacted {}, {} keys, {} versions{}; member {} ({:x}) of cluster \
+                 {:x}. Start it with the same --name, --initial-cluster, --initial-cluster-token and \
+                 --initial-advertise-peer-urls.",
+                opts.file.display(),
+                r.data_dir.display(),
+                r.revision,
+                r.compacted,
+                r.keys,
+                r.versions,
+                if r.hash_checked { ", SHA-256 checked" } else { ", SHA-256 not checked" },
+                r.identity.name,
+                r.identity.member_id,
+                r.identity.cluster_id
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("conflux restore: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn check_dir(dir: &std::path::Path) -> Result<(), String> {
@@ -110,6 +178,7 @@ fn main() -> ExitCode {
     let io = conflux_engine::io::StdIo;
     let Some(command) = cli.command else { return serve(cli.serve) };
     match command {
+        Command::Restore(a) => restore(a),
         Command::Dump { dir, records, slots } => {
             if let Err(e) = check_dir(&dir) {
                 eprintln!("conflux dump: {e}");

@@ -230,6 +230,23 @@ impl StateMachine {
         &self.inner.snapshots
     }
 
+    /// The current snapshot (the newest built or installed), if any.
+    pub fn current_snapshot(&self) -> Option<(SnapshotMeta, SnapshotInfo)> {
+        self.inner.current.lock().clone()
+    }
+
+    /// Delete snapshot files older than the current snapshot (normally none are left: each new
+    /// snapshot removes them, unless that failed). Returns how many went.
+    ///
+    /// # Errors
+    /// I/O errors naming the file.
+    pub fn remove_stale_snapshots(&self) -> Result<usize, conflux_engine::Error> {
+        match self.current_snapshot() {
+            Some((_, info)) => self.inner.snapshots.remove_older_than(&info),
+            None => Ok(0),
+        }
+    }
+
     fn apply_batch(&self, batch: Vec<EntryResponder<TypeConfig>>) {
         let store = self.inner.store.load_full();
         let mut answers = Vec::with_capacity(batch.len());

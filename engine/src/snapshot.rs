@@ -431,6 +431,11 @@ impl SnapshotReader {
         self.body_len
     }
 
+    /// The whole file's length: what [`SnapshotReader::raw_file`] streams.
+    pub fn file_len(&self) -> u64 {
+        self.body_start + self.body_len + fmt::TRAILER_LEN as u64
+    }
+
     /// The decompressed body, streamed.
     ///
     /// # Errors
@@ -443,8 +448,7 @@ impl SnapshotReader {
 
     /// The whole file's raw bytes, streamed (to send it to another member).
     pub fn raw_file(&self) -> impl Read + Send + 'static {
-        let end = self.body_start + self.body_len + fmt::TRAILER_LEN as u64;
-        RangeReader { file: self.file.clone(), offset: 0, end }
+        RangeReader { file: self.file.clone(), offset: 0, end: self.file_len() }
     }
 }
 

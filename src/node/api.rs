@@ -1,5 +1,5 @@
 //! The etcd v3 gRPC services a client talks to: KV, Lease, Cluster (MemberList) and Maintenance
-//! (Status); Watch is in [`super::watch_api`]. Reads are served from this member's store (after
+//! (Status, Snapshot, Defragment; their disk work in [`super::maintenance`]); Watch is in [`super::watch_api`]. Reads are served from this member's store (after
 //! a read index unless `serializable`); writes go through Raft, forwarded to the leader when this
 //! member is not; lease keep-alives and time-to-live go to the leader, which keeps lease clocks.
 
@@ -344,7 +344,13 @@ impl maintenance_server::Maintenance for EtcdApi {
         let h = self.core.header();
         let m = self.core.raft.metrics().borrow_watched().clone();
         let store = self.core.sm.store();
-        let db = store.retained_bytes() as i64;
+        // etcd: the backend file's size, and the bytes of it in use. conflux: the data
+        // directory's bytes on disk (what Defragment shrinks), and the store's retained keys,
+        // values and versions (what compaction shrinks).
+        let dir = super::maintenance::data_dir(&self.core);
+        let on_disk = tokio::task::spawn_blocking(move || super::maintenance::disk_usage(&dir).bytes)
+            .await
+            .map_err(|e| Status::internal(format!("measuring the data directory: {e}")))?;
         let mut errors = Vec::new();
         if m.current_leader.is_none() {
             errors.push("etcdserver: no leader".to_string());
@@ -353,15 +359,29 @@ impl maintenance_server::Maintenance for EtcdApi {
         Ok(Response::new(pb::StatusResponse {
             header: Some(h.header(store.revision() as i64)),
             version: ETCD_API_VERSION.to_string(),
-            db_size: db,
+            db_size: on_disk as i64,
             leader: m.current_leader.unwrap_or(0),
-            raft_index: m.last_log_index.unwrap_or(0),
+            // etcd reports its Raft commit index here.
+            raft_index: m.local_committed.as_ref().map(|l| l.index).unwrap_or(0),
             raft_term: m.current_term,
             raft_applied_index: self.core.sm.applied_index(),
             errors,
-            db_size_in_use: db,
+            db_size_in_use: store.retained_bytes() as i64,
             is_learner: learner,
         }))
+    }
+
+    async fn defragment(&self, _: Request<pb::DefragmentRequest>) -> Result<Response<pb::DefragmentResponse>, Status> {
+        super::maintenance::defragment(&self.core).await?;
+        // etcd answers an empty response; what was reclaimed is in the member's log.
+        Ok(Response::new(pb::DefragmentResponse { header: None }))
+    }
+
+    type SnapshotStream = super::maintenance::SnapshotStream;
+
+    async fn snapshot(&self, _: Request<pb::SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+        let reader = super::maintenance::fresh_snapshot(&self.core).await?;
+        Ok(Response::new(super::maintenance::snapshot_stream(reader)))
     }
 }
 

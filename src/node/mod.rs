@@ -10,6 +10,7 @@ pub mod api;
 pub mod config;
 pub mod convert;
 pub mod lease;
+pub mod maintenance;
 pub mod member;
 pub mod metrics;
 pub mod peer;

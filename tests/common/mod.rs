@@ -89,6 +89,13 @@ impl Cluster {
         unreachable!("the last attempt panics or returns")
     }
 
+    /// A cluster's ports and data directories, with nothing started: fill the data directories
+    /// first (as `conflux restore` does), then [`Cluster::spawn`] and [`Cluster::wait_ready`]
+    /// each member.
+    pub fn prepare(n: usize, extra: &[&str]) -> Cluster {
+        Cluster::new(n, extra, None)
+    }
+
     fn new(n: usize, extra: &[&str], client_tls: Option<ClientTlsConfig>) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let scheme = if client_tls.is_some() { "https" } else { "http" };
