@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use common::{KillOnDrop, RUN_LIMIT, free_port, loadgen};
 use conflux::node::proto::etcdserverpb::kv_client::KvClient;
 use conflux::node::proto::etcdserverpb::maintenance_client::MaintenanceClient;
-use conflux::node::proto::etcdserverpb::{PutRequest, StatusRequest};
+use conflux::node::proto::etcdserverpb::{PutRequest, RangeRequest, StatusRequest};
 use rand::Rng;
 
 /// Kill/restart cycles in the default run; `CONFLUX_FULL_TESTS=1` runs more.
@@ -116,6 +116,27 @@ impl Cluster {
 
     fn log(&self, i: usize) -> String {
         std::fs::read_to_string(&self.members[i].log).unwrap_or_default()
+    }
+
+    /// Whether member 0 serves a loadgen key (`lg/` prefix) yet.
+    async fn has_loadgen_keys(&self) -> bool {
+        let Ok(ch) = tonic::transport::Endpoint::from_shared(format!("http://{}", self.endpoint(0)))
+            .expect("endpoint")
+            .connect_timeout(Duration::from_millis(200))
+            .timeout(Duration::from_millis(500))
+            .connect()
+            .await
+        else {
+            return false;
+        };
+        let req = RangeRequest {
+            key: b"lg/".to_vec().into(),
+            range_end: b"lg0".to_vec().into(),
+            count_only: true,
+            serializable: true,
+            ..Default::default()
+        };
+        KvClient::new(ch).range(req).await.is_ok_and(|r| r.get_ref().count > 0)
     }
 
     /// The member that member `asked` says leads, once it knows one.
@@ -258,6 +279,14 @@ fn kill_cycles(check_history: bool) {
         .expect("spawn loadgen");
     let mut lg = KillOnDrop(lg);
 
+    // Start killing once loadgen runs: it connects to every endpoint first and stops when one
+    // refuses (a member killed before then would end the run). Its first writes show it runs.
+    let started = Instant::now();
+    while !rt.block_on(c.has_loadgen_keys()) {
+        assert!(lg.0.try_wait().unwrap().is_none(), "loadgen stopped before its first write");
+        assert!(started.elapsed() < Duration::from_secs(30), "no loadgen write within 30 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let mut rng = rand::rng();
     let mut failovers = Vec::new();
     for cycle in 0..n {
