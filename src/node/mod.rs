@@ -6,6 +6,7 @@
 //! listeners speak TLS on https URLs ([`tls`]). Operating it:
 //! `docs/operations.md`; how a write and a read travel through it: `docs/architecture.md`.
 
+pub mod alarm;
 pub mod api;
 pub mod config;
 pub mod convert;
@@ -121,6 +122,8 @@ pub struct Core {
     pub stopping: watch::Receiver<bool>,
     /// How often idle watchers that asked for it get a progress notification.
     pub watch_progress_interval: Duration,
+    /// `--quota-backend-bytes` (`None`: off).
+    pub quota_backend_bytes: Option<u64>,
 }
 
 fn no_leader() -> Status {
@@ -359,6 +362,8 @@ pub struct RunningNode {
     pub peer_addrs: Vec<SocketAddr>,
     /// Addresses the metrics listeners bound.
     pub metrics_addrs: Vec<SocketAddr>,
+    /// A read handle on the log engine (to tell why it stopped).
+    log: conflux_engine::LogReader<TypeConfig, crate::types::Codec>,
     stop: watch::Sender<bool>,
     /// Client and metrics servers: drained first.
     tasks: Vec<JoinHandle<()>>,
@@ -574,10 +579,13 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
     let log =
         LogStore::open(&cfg.data_dir, log_config).map_err(|source| StartError::Log { dir: dir.clone(), source })?;
     let log_reader = log.reader();
+    let log_for_node = log.reader();
     let sm_config = SmConfig {
         snapshot_zstd_level: cfg.snapshot_zstd_level,
         max_txn_ops: cfg.max_txn_ops,
         watch_ring_events: cfg.watch_ring_events,
+        #[cfg(feature = "failpoints")]
+        diverge_key: crate::failpoints::diverge_key(),
         ..Default::default()
     };
     let sm = StateMachine::open(&cfg.data_dir, Arc::new(conflux_engine::io::StdIo), sm_config)
@@ -631,6 +639,7 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
         leases: leases.clone(),
         stopping: stop_rx.clone(),
         watch_progress_interval: cfg.watch_progress_notify_interval,
+        quota_backend_bytes: cfg.quota_backend_bytes,
     });
 
     if fresh && cfg.initial_cluster_state == ClusterState::New {
@@ -844,8 +853,12 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
             },
         );
     }
+    if let Some(period) = cfg.corrupt_check_time {
+        alarm::spawn_corrupt_check(core.clone(), period, stop.subscribe());
+    }
     let grace = cfg.request_timeout + Duration::from_secs(1);
-    Ok(RunningNode { core, client_addrs, peer_addrs, metrics_addrs, stop, tasks, peer_tasks, grace })
+    let log = log_for_node;
+    Ok(RunningNode { core, client_addrs, peer_addrs, metrics_addrs, log, stop, tasks, peer_tasks, grace })
 }
 
 /// A server for a listener on `url`: with `tls` when the URL is https.
@@ -901,6 +914,12 @@ pub async fn run(cfg: NodeConfig) -> Result<(), StartError> {
             Some(f)
         }
     };
+    if fatal.is_some() && node.log.poisoned_by_full_disk() {
+        // The disk is full: this member can write nothing more, but the others can record
+        // that for it (docs/decisions.md, "A full disk raises NOSPACE").
+        let within = node.core.request_timeout.max(Duration::from_secs(10));
+        alarm::report_full_disk(&node.core, within).await;
+    }
     node.shutdown().await;
     match fatal {
         Some(f) => Err(StartError::Fatal(f)),
