@@ -39,10 +39,11 @@ if (($# == 0)); then
     CONFLUX_ENGINE_IO=uring cargo test -p conflux-engine --locked
 fi
 
-# Disk faults on one member of a real cluster, injected through the engine's I/O seam: needs the
-# test-only `failpoints` feature (src/failpoints.rs), so it builds the binary once more with it.
+# Disk faults on one member of a real cluster, injected through the engine's I/O seam, and the
+# consistency check finding a member made to diverge: both need the test-only `failpoints`
+# feature (src/failpoints.rs), so it builds the binary once more with it.
 if (($# == 0)); then
-    cargo test -p conflux --features failpoints --locked --test disk_faults
+    cargo test -p conflux --features failpoints --locked --test disk_faults --test consistency_check
 fi
 
 # The benchmark smoke: every criterion benchmark runs once, in criterion's test mode, so a broken
