@@ -6,10 +6,10 @@
 //!   put in either branch (top level, as etcd counts a txn's cost) and LeaseGrant are refused
 //!   with `etcdserver: mvcc: database space exceeded`; reads, deletes, lease revokes and
 //!   compaction go on, so an operator can free space.
-//! - `CORRUPT` (the consistency check found members whose stores differ): every write through
-//!   Raft (Put, DeleteRange, Txn, Compact, LeaseGrant, LeaseRevoke) is refused with
-//!   `etcdserver: corrupt cluster`. Reads are served, as etcd 3.4 serves Range and read-only Txn
-//!   outside its alarm-aware applier.
+//! - `CORRUPT` (the consistency check found members whose stores differ): every write (Put,
+//!   DeleteRange, a Txn that is not read-only, Compact, LeaseGrant, LeaseRevoke) is refused with
+//!   `etcdserver: corrupt cluster`. Reads are served, Range and read-only Txn (only ranges in
+//!   both branches) included, as etcd 3.4 serves them outside its alarm-aware applier.
 //!
 //! Alarm requests themselves always apply, so alarms can be listed and disarmed.
 
@@ -135,13 +135,22 @@ pub fn quota_cost(req: &WriteRequest) -> u64 {
     }
 }
 
+/// etcd 3.4's `isTxnReadonly`: a txn whose branches hold only ranges (a nested txn counts as a
+/// write).
+fn is_read_only_txn(req: &WriteRequest) -> bool {
+    match req {
+        WriteRequest::Txn(t) => t.success.iter().chain(&t.failure).all(|op| matches!(op, RequestOp::Range(_))),
+        _ => false,
+    }
+}
+
 /// Whether the alarms in `active` make apply refuse `req`, and with what.
 pub(crate) fn refusal(active: &BTreeSet<AlarmMember>, req: &WriteRequest) -> Option<MvccError> {
     let has = |t: AlarmType| active.iter().any(|a| a.alarm == t);
     if matches!(req, WriteRequest::Alarm(_)) {
         return None;
     }
-    if has(AlarmType::Corrupt) {
+    if has(AlarmType::Corrupt) && !is_read_only_txn(req) {
         return Some(MvccError::Corrupt);
     }
     if has(AlarmType::NoSpace) && quota_cost(req) > 0 {
@@ -262,12 +271,18 @@ mod tests {
         for req in [
             put("b"),
             WriteRequest::DeleteRange(DeleteRangeRequest { key: "a".into(), ..Default::default() }),
-            WriteRequest::Txn(TxnRequest::default()),
+            WriteRequest::Txn(TxnRequest {
+                success: vec![RequestOp::Txn(TxnRequest::default())],
+                ..Default::default()
+            }),
             WriteRequest::Compact(CompactionRequest { revision: 2, physical: false }),
         ] {
             assert_eq!(s.apply(&req), Err(MvccError::Corrupt), "{req}");
         }
         assert!(s.range(&RangeRequest { key: "a".into(), ..Default::default() }).is_ok(), "reads are served");
+        let read = RequestOp::Range(RangeRequest { key: "a".into(), ..Default::default() });
+        let read_only = TxnRequest { success: vec![read.clone()], failure: vec![read], ..Default::default() };
+        assert!(s.apply(&WriteRequest::Txn(read_only)).is_ok(), "so are read-only txns");
         let r = s.apply(&alarm(AlarmAction::Deactivate, 1, AlarmType::Corrupt)).unwrap();
         assert!(matches!(r, WriteResponse::Alarm(a) if a.alarms.is_empty()), "another member's alarm stays");
         s.apply(&alarm(AlarmAction::Deactivate, 9, AlarmType::Corrupt)).unwrap();
