@@ -611,6 +611,7 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
 
     let engine = move || EngineSample { stats: log_reader.stats(), segments: log_reader.segment_count() as u64 };
     let store_sm = sm.clone();
+    let quota_bytes = cfg.quota_backend_bytes;
     let store = move || {
         let s = store_sm.store();
         StoreSample {
@@ -620,6 +621,8 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
             db_bytes: s.retained_bytes(),
             watchers: store_sm.hub().watchers() as u64,
             leases: s.leases().len() as u64,
+            quota_bytes: quota_bytes.map_or(-1, |q| q as i64),
+            alarms: s.alarms().len() as u64,
         }
     };
     let metrics = Metrics::new(identity.member_id, engine, store);
