@@ -30,7 +30,7 @@ fn failed(out: std::process::Output, what: &str) -> String {
 fn crossing_the_quota_raises_nospace_until_compaction_and_disarm() {
     // Each put of `big` retains one more version of about 1.1 KB: the quota is crossed at about
     // the 15th.
-    let c = Cluster::start(3, &["--quota-backend-bytes", "16384"]);
+    let mut c = Cluster::start(3, &["--quota-backend-bytes", "16384"]);
     let ep0 = c.members[0].endpoint();
     let value = "x".repeat(1000);
     let mut puts = 0;
@@ -70,6 +70,11 @@ fn crossing_the_quota_raises_nospace_until_compaction_and_disarm() {
         let e = failed(etcdctl_stdin(&c.members[i].endpoint(), &["txn"], "\nput small v\n\n\n"), "txn put");
         assert!(e.contains("database space exceeded"), "member {i}: {e}");
     }
+    // The alarm is in the replicated state: a member restarted (replaying its log) lists it.
+    c.terminate(1);
+    c.spawn(1);
+    c.wait_ready(1);
+    assert_eq!(alarm_list(&c, 1).trim(), format!("memberID:{me} alarm:NOSPACE"), "after a restart");
     // ...while reads, deletes and compaction go on.
     for i in 0..3 {
         let got = ok(etcdctl(&c.members[i].endpoint(), &["get", "big", "--print-value-only"]), "get");

@@ -1260,6 +1260,14 @@ fn unknown_key_warning(path: &std::path::Path, key: &str) -> String {
     if key == "config-file" {
         return format!("config file {path}: key config-file is ignored (a config file cannot name another)");
     }
+    if let Some(ours) = key.strip_prefix("experimental-")
+        && FLAGS.iter().any(|(f, _)| *f == ours)
+    {
+        return format!(
+            "config file {path}: etcd option {key} is ignored; conflux's setting is {ours} (see docs/operations.md for \
+             its units)"
+        );
+    }
     if ETCD_ONLY_KEYS.contains(&key) || key.starts_with("experimental-") || key.starts_with("unsafe-") {
         return format!("config file {path}: etcd option {key} is not supported by conflux; ignored");
     }
@@ -1533,6 +1541,10 @@ mod tests {
         let c = ok(&["--config-file", path(&file)], &[]);
         assert_eq!((c.quota_backend_bytes, c.corrupt_check_time), (Some(2 << 30), Some(Duration::from_millis(500))));
         assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+        let file = yaml("experimental-corrupt-check-time: 5m\n");
+        let c = ok(&["--config-file", path(&file)], &[]);
+        assert_eq!(c.corrupt_check_time, None, "etcd's experimental key is not taken");
+        assert_contains(&c.warnings().join("\n"), &["conflux's setting is corrupt-check-time"]);
     }
 
     #[test]
