@@ -144,10 +144,16 @@ fn is_read_only_txn(req: &WriteRequest) -> bool {
     }
 }
 
-/// Whether the alarms in `active` make apply refuse `req`, and with what.
-pub(crate) fn refusal(active: &BTreeSet<AlarmMember>, req: &WriteRequest) -> Option<MvccError> {
-    let has = |t: AlarmType| active.iter().any(|a| a.alarm == t);
-    if matches!(req, WriteRequest::Alarm(_)) {
+/// The alarm types raised in `list`, one bit each (`1 << code`), for apply's fast check.
+fn mask(list: &BTreeSet<AlarmMember>) -> u8 {
+    list.iter().fold(0, |m, a| m | (1 << a.alarm.code()))
+}
+
+/// Whether the alarm types in `mask` (see [`Store::alarm_mask`]) make apply refuse `req`, and
+/// with what.
+pub(crate) fn refusal(mask: u8, req: &WriteRequest) -> Option<MvccError> {
+    let has = |t: AlarmType| mask & (1 << t.code()) != 0;
+    if mask == 0 || matches!(req, WriteRequest::Alarm(_)) {
         return None;
     }
     if has(AlarmType::Corrupt) && !is_read_only_txn(req) {
@@ -192,6 +198,7 @@ impl Store {
                 }
             }
         };
+        self.alarm_mask.store(mask(&list), Ordering::Release);
         AlarmResponse { header, alarms }
     }
 
@@ -203,9 +210,17 @@ impl Store {
         }
     }
 
+    /// The alarm types apply's list holds, one bit per type (`1 << code`); 0 when none is raised,
+    /// so apply's check costs one load.
+    pub(crate) fn alarm_mask(&self) -> u8 {
+        self.alarm_mask.load(Ordering::Acquire)
+    }
+
     /// Replace the alarm list (a snapshot load).
     pub(crate) fn set_alarms(&self, alarms: &[AlarmMember]) {
-        *self.alarm_list.lock() = alarms.iter().copied().collect();
+        let list: BTreeSet<AlarmMember> = alarms.iter().copied().collect();
+        self.alarm_mask.store(mask(&list), Ordering::Release);
+        *self.alarm_list.lock() = list;
         self.published_alarms.store(Arc::new(alarms.to_vec()));
         self.alarms_dirty.store(false, Ordering::Release);
     }

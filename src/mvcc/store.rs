@@ -178,6 +178,8 @@ pub struct Store {
     pub(crate) published_alarms: ArcSwap<Vec<super::alarm::AlarmMember>>,
     /// The working alarm list changed since the last publish.
     pub(crate) alarms_dirty: AtomicBool,
+    /// The alarm types in the working list, one bit each (apply's fast check).
+    pub(crate) alarm_mask: std::sync::atomic::AtomicU8,
 }
 
 impl Default for Store {
@@ -248,6 +250,7 @@ impl Store {
             alarm_list: Mutex::new(std::collections::BTreeSet::new()),
             published_alarms: ArcSwap::from_pointee(Vec::new()),
             alarms_dirty: AtomicBool::new(false),
+            alarm_mask: std::sync::atomic::AtomicU8::new(0),
         }
     }
 

@@ -210,7 +210,7 @@ impl Store {
         let base = self.working_revision();
         // An active alarm refuses what it stops, the same way on every member (alarms are
         // replicated state); alarm requests themselves always apply.
-        if let Some(refused) = super::alarm::refusal(&self.alarm_list.lock(), req) {
+        if let Some(refused) = super::alarm::refusal(self.alarm_mask(), req) {
             return Err(refused);
         }
         let mut leases = self.lease_table.lock();
