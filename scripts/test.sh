@@ -45,11 +45,12 @@ if (($# == 0)); then
     CONFLUX_ENGINE_IO=uring cargo test -p conflux-engine --locked
 fi
 
-# Disk faults on one member of a real cluster, injected through the engine's I/O seam: needs the
-# test-only `failpoints` feature (src/failpoints.rs), so it builds the binary once more with it.
+# Disk faults on one member of a real cluster, injected through the engine's I/O seam, and the
+# consistency check finding a member made to diverge: both need the test-only `failpoints`
+# feature (src/failpoints.rs), so it builds the binary once more with it.
 if (($# == 0)); then
-    phase "disk faults (failpoints feature)"
-    cargo test -p conflux --features failpoints --locked --test disk_faults
+    phase "disk faults and the consistency check (failpoints feature)"
+    cargo test -p conflux --features failpoints --locked --test disk_faults --test consistency_check
 fi
 
 # The benchmark smoke: every criterion benchmark runs once, in criterion's test mode, so a broken

@@ -61,8 +61,8 @@ impl AutoCompaction {
     }
 }
 
-/// Parse `1h30m`, `72h`, `10m`, `90s`, `500ms`.
-fn parse_duration(s: &str) -> Option<Duration> {
+/// Parse `1h30m`, `72h`, `10m`, `90s`, `500ms` (Go's duration syntax, as etcd's flags take).
+pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
     let mut total = Duration::ZERO;
     let mut num = String::new();
     let mut chars = s.chars().peekable();

@@ -7,6 +7,11 @@
 //! `fsync-error` or `slow-fsync:MILLISECONDS`; `PATH` is a substring of the file's path (e.g.
 //! `log/` for the segments, `meta` for the meta file); `SKIP` lets that many matching
 //! operations through first. Example: `CONFLUX_FAILPOINTS=fsync-error@log/+200`.
+//!
+//! `CONFLUX_FAILPOINT_DIVERGE_KEY=KEY` makes this member's state machine diverge from the
+//! others: every put of exactly `KEY` it applies stores the value with `~diverged` appended (the
+//! other members store what was written). It is how the tests make the consistency check
+//! (`--corrupt-check-time`) find a mismatch.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +21,29 @@ use conflux_engine::io::fault::{Fault, FaultIo};
 
 /// The variable read at start.
 pub const ENV: &str = "CONFLUX_FAILPOINTS";
+/// The variable naming the key whose puts this member applies differently.
+pub const DIVERGE_ENV: &str = "CONFLUX_FAILPOINT_DIVERGE_KEY";
+
+/// The key `CONFLUX_FAILPOINT_DIVERGE_KEY` names, if set.
+pub fn diverge_key() -> Option<bytes::Bytes> {
+    let key = std::env::var(DIVERGE_ENV).ok().filter(|k| !k.is_empty())?;
+    tracing::warn!(%key, "failpoint armed: puts of this key diverge on this member");
+    Some(bytes::Bytes::from(key))
+}
+
+/// `req` as this member applies it: a put of `key` gets `~diverged` appended to its value.
+pub fn diverge(req: &crate::mvcc::WriteRequest, key: &bytes::Bytes) -> Option<crate::mvcc::WriteRequest> {
+    match req {
+        crate::mvcc::WriteRequest::Put(p) if p.key == *key => {
+            let mut p = p.clone();
+            let mut v = p.value.to_vec();
+            v.extend_from_slice(b"~diverged");
+            p.value = v.into();
+            Some(crate::mvcc::WriteRequest::Put(p))
+        }
+        _ => None,
+    }
+}
 
 /// One parsed `FAULT@PATH[+SKIP]`.
 #[derive(Debug, Clone, PartialEq, Eq)]

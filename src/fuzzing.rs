@@ -54,8 +54,8 @@ pub fn kv_request(store: &Store, kind: u8, bytes: &[u8]) -> Result<Vec<u8>, Stat
             convert::compaction_response(r, &h).encode_to_vec()
         }
         // Only the lease service makes lease requests; the KV requests above never answer so.
-        WriteResponse::LeaseGrant(_) | WriteResponse::LeaseRevoke(_) => {
-            unreachable!("a KV request was answered as a lease request")
+        WriteResponse::LeaseGrant(_) | WriteResponse::LeaseRevoke(_) | WriteResponse::Alarm(_) => {
+            unreachable!("a KV request was answered as a lease or alarm request")
         }
     })
 }

@@ -56,6 +56,9 @@ pub struct SmConfig {
     /// Events the watch feed keeps for watchers to read (older ones are rebuilt from the
     /// store's history). Default 65536.
     pub watch_ring_events: usize,
+    /// Test builds only (`failpoints`): puts of this key are applied with a changed value on
+    /// this member (`CONFLUX_FAILPOINT_DIVERGE_KEY`, `src/failpoints.rs`). Ignored otherwise.
+    pub diverge_key: Option<bytes::Bytes>,
 }
 
 impl Default for SmConfig {
@@ -65,6 +68,7 @@ impl Default for SmConfig {
             max_txn_ops: DEFAULT_MAX_TXN_OPS,
             max_apply_batch: 1024,
             watch_ring_events: DEFAULT_RING_EVENTS,
+            diverge_key: None,
         }
     }
 }
@@ -258,6 +262,11 @@ impl StateMachine {
             let log_id = entry.log_id();
             let result = match &entry.payload {
                 EntryPayload::Normal(req) => {
+                    #[cfg(feature = "failpoints")]
+                    let diverged =
+                        self.inner.config.diverge_key.as_ref().and_then(|k| crate::failpoints::diverge(req, k));
+                    #[cfg(feature = "failpoints")]
+                    let req = diverged.as_ref().unwrap_or(req);
                     ApplyResult::Write(store.apply_with_events(req, self.inner.config.max_txn_ops, events.as_mut()))
                 }
                 EntryPayload::Blank => ApplyResult::Noop { revision: store.working_revision() as i64 },

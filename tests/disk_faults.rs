@@ -1,8 +1,10 @@
 //! Disk faults on one member, injected through the engine's I/O seam with the `failpoints`
 //! feature (`src/failpoints.rs`): a failed fdatasync or ENOSPC on the log stops that member
 //! (non-zero exit, the reason in its log) without losing anything acknowledged; the other two
-//! keep serving; restarted without the fault, the member recovers its log, rejoins and
-//! converges. Run by the test script as `cargo test --features failpoints --test disk_faults`.
+//! keep serving (after ENOSPC the member first has the others raise NOSPACE for it: writes that
+//! add data are then refused cluster-wide, reads go on, until an operator disarms it); restarted
+//! without the fault, the member recovers its log, rejoins and converges. Run by the test script
+//! as `cargo test --features failpoints --test disk_faults`.
 #![cfg(feature = "failpoints")]
 
 mod common;
@@ -26,10 +28,11 @@ fn wait_exit(c: &mut Cluster, i: usize) -> std::process::ExitStatus {
     }
 }
 
-fn disk_fault(fault: &str, on_leader: bool, log_says: &str) {
+fn disk_fault(fault: &str, on_leader: bool, log_says: &str, raises_nospace: bool) {
     let mut c = Cluster::start(3, &[]);
     let leader = c.wait_leader(None);
     let victim = if on_leader { leader } else { (leader + 1) % 3 };
+    let victim_id = c.member_id(victim).unwrap();
     let args = c.args(victim);
     c.kill(victim);
     c.spawn_env(victim, &args, &[("CONFLUX_FAILPOINTS", fault)]);
@@ -67,6 +70,24 @@ fn disk_fault(fault: &str, on_leader: bool, log_says: &str) {
     let log = c.log(victim);
     assert!(log.contains("raft stopped"), "its log says why it stopped:\n{log}");
     assert!(log.contains(log_says), "its log names the fault ({log_says}):\n{log}");
+    let other = (victim + 1) % 3;
+    let alarms = ok(etcdctl(&c.members[other].endpoint(), &["alarm", "list"]), "alarm list");
+    if raises_nospace {
+        // The full disk was reported through the others before the member exited.
+        assert!(log.contains("NOSPACE alarm raised for this member"), "its log:\n{log}");
+        assert_eq!(alarms.trim(), format!("memberID:{victim_id} alarm:NOSPACE"));
+        let refused = rt.block_on(async {
+            let mut kv = c.kv(other).await;
+            put(&mut kv, "after-enospc", "v").await
+        });
+        let e = refused.expect_err("writes are refused while NOSPACE is raised");
+        assert_eq!(
+            (e.code(), e.message()),
+            (tonic::Code::ResourceExhausted, "etcdserver: mvcc: database space exceeded")
+        );
+    } else {
+        assert_eq!(alarms.trim(), "", "no alarm for a failed fdatasync");
+    }
 
     // Repaired (restarted without the fault): it recovers, rejoins and catches up.
     let restarted = Instant::now();
@@ -85,6 +106,16 @@ fn disk_fault(fault: &str, on_leader: bool, log_says: &str) {
             assert!(Instant::now() < deadline, "member {victim} did not catch up: {key} missing ({got:?})");
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+    if raises_nospace {
+        // Disk repaired: the operator disarms, and writes go again.
+        let disarmed = ok(etcdctl(&c.members[victim].endpoint(), &["alarm", "disarm"]), "alarm disarm");
+        assert_eq!(disarmed.trim(), format!("memberID:{victim_id} alarm:NOSPACE"));
+        let r = rt.block_on(async {
+            let mut kv = c.kv(victim).await;
+            put(&mut kv, "after-disarm", "v").await
+        });
+        assert!(r.is_ok(), "a write after disarm: {r:?}");
     }
     eprintln!(
         "{fault} on the {}: {} writes acknowledged around it, exit {status}, caught up {:?} after restart",
@@ -106,10 +137,10 @@ fn disk_fault(fault: &str, on_leader: bool, log_says: &str) {
 
 #[test]
 fn an_fdatasync_error_stops_a_follower_and_it_rejoins_after_repair() {
-    disk_fault("fsync-error@log/+20", false, "fdatasync");
+    disk_fault("fsync-error@log/+20", false, "fdatasync", false);
 }
 
 #[test]
-fn enospc_stops_the_leader_and_it_rejoins_after_repair() {
-    disk_fault("enospc@log/+20", true, "No space left on device");
+fn enospc_stops_the_leader_raises_nospace_and_it_rejoins_after_repair() {
+    disk_fault("enospc@log/+20", true, "No space left on device", true);
 }

@@ -98,6 +98,13 @@ fn snapshot_seeds() -> Vec<(&'static str, Vec<u8>)> {
     store
         .apply(&WriteRequest::DeleteRange(conflux::mvcc::DeleteRangeRequest { key: "b".into(), ..Default::default() }))
         .unwrap();
+    // An alarm, so the seeds reach the alarm records of version 3 bodies.
+    let alarm = conflux::mvcc::AlarmRequest {
+        action: conflux::mvcc::AlarmAction::Activate,
+        member_id: 7,
+        alarm: conflux::mvcc::AlarmType::NoSpace,
+    };
+    store.apply(&WriteRequest::Alarm(alarm)).unwrap();
     let mut body = Vec::new();
     store.write_snapshot(&mut body).unwrap();
     let meta = fuzzing::empty_snapshot_meta();
@@ -183,7 +190,7 @@ fn seeds_are_current_and_decode() {
     let path = snaps.dir().join(conflux_engine::format::snapshot::file_name(1, 1));
     std::fs::write(&path, &snap[0].1[1..]).unwrap();
     let store = fuzzing::load_snapshot(&snaps, &path).unwrap();
-    assert_eq!((store.revision(), store.key_count()), (5, 1));
+    assert_eq!((store.revision(), store.key_count(), store.alarms().len()), (5, 1, 1));
     let store = Store::new();
     for (name, seed) in kv_seeds() {
         let mut rest = &seed[..];

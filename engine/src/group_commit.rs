@@ -45,14 +45,45 @@ pub(crate) enum Job {
     Shutdown,
 }
 
+/// Linux's ENOSPC ("No space left on device").
+const ENOSPC: i32 = libc::ENOSPC;
+
 /// The store-wide poison flag, set by the first failed write or sync.
 #[derive(Debug, Default)]
 pub(crate) struct Poison {
     flag: AtomicBool,
     reason: Mutex<Option<String>>,
+    /// A failure was the disk being full (ENOSPC), so the node can raise its NOSPACE alarm.
+    no_space: AtomicBool,
 }
 
 impl Poison {
+    /// The message for a failure about to poison the store; notes whether it was ENOSPC.
+    pub fn describe(&self, e: Error) -> String {
+        self.note(&e);
+        e.to_string()
+    }
+
+    /// [`Poison::describe`] without taking the error.
+    pub fn describe_ref(&self, e: &Error) -> String {
+        self.note(e);
+        e.to_string()
+    }
+
+    /// Note whether `e` is the disk being full.
+    pub fn note(&self, e: &Error) {
+        if let Error::Io { source, .. } = e
+            && (source.raw_os_error() == Some(ENOSPC) || source.kind() == std::io::ErrorKind::StorageFull)
+        {
+            self.no_space.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether a failure that poisoned (or is poisoning) the store was ENOSPC.
+    pub fn no_space(&self) -> bool {
+        self.no_space.load(Ordering::Acquire)
+    }
+
     pub fn set(&self, reason: String) {
         let mut r = self.reason.lock();
         if r.is_none() {
@@ -166,7 +197,7 @@ impl Writer {
                     if !removed_dirs.is_empty() {
                         for d in removed_dirs.drain(..) {
                             if let Err(e) = self.io.sync_dir(&d) {
-                                *failure = Some(Error::io("fsync directory", &d, e).to_string());
+                                *failure = Some(Poison::describe(&self.poison, Error::io("fsync directory", &d, e)));
                             }
                         }
                         if failure.is_some() {
@@ -193,7 +224,8 @@ impl Writer {
                     {
                         let t = Instant::now();
                         if let Err(e) = prev.sync_data() {
-                            *failure = Some(Error::io("fdatasync", prev_path.as_ref(), e).to_string());
+                            *failure =
+                                Some(Poison::describe(&self.poison, Error::io("fdatasync", prev_path.as_ref(), e)));
                             continue;
                         }
                         self.stats.record_fsync(t.elapsed());
@@ -221,14 +253,14 @@ impl Writer {
                                 touched.push((file, path));
                             }
                         }
-                        Err(e) => *failure = Some(Error::io("write", path.as_ref(), e).to_string()),
+                        Err(e) => *failure = Some(Poison::describe(&self.poison, Error::io("write", path.as_ref(), e))),
                     }
                 }
                 Job::Remove(p) => {
                     match self.io.remove_file(&p) {
                         Ok(()) => {}
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => *failure = Some(Error::io("remove", &p, e).to_string()),
+                        Err(e) => *failure = Some(Poison::describe(&self.poison, Error::io("remove", &p, e))),
                     }
                     if let Some(d) = p.parent().map(|d| d.to_path_buf()) {
                         if !dirs.contains(&d) {
@@ -265,7 +297,7 @@ impl Writer {
                 }
                 let t = Instant::now();
                 if let Err(e) = f.sync_data() {
-                    failure = Some(Error::io("fdatasync", path.as_ref(), e).to_string());
+                    failure = Some(Poison::describe(&self.poison, Error::io("fdatasync", path.as_ref(), e)));
                     break;
                 }
                 self.stats.record_fsync(t.elapsed());
@@ -274,7 +306,7 @@ impl Writer {
         if failure.is_none() {
             for d in &dirs {
                 if let Err(e) = self.io.sync_dir(d) {
-                    failure = Some(Error::io("fsync directory", d, e).to_string());
+                    failure = Some(Poison::describe(&self.poison, Error::io("fsync directory", d, e)));
                     break;
                 }
             }

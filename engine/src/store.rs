@@ -98,6 +98,12 @@ impl<C: RaftTypeConfig, K: RaftCodec<C>> LogReader<C, K> {
     pub fn segment_count(&self) -> usize {
         self.shared.segments.read().len()
     }
+
+    /// Whether the store is poisoned by a write that failed because the disk was full
+    /// (ENOSPC): the node then raises its NOSPACE alarm through the other members.
+    pub fn poisoned_by_full_disk(&self) -> bool {
+        self.shared.poison.check().is_err() && self.shared.poison.no_space()
+    }
 }
 
 impl<C: RaftTypeConfig, K: RaftCodec<C>> Clone for LogReader<C, K> {
@@ -398,7 +404,7 @@ where
                     ))))
                 }
             }) {
-                self.shared.poison.set(e.to_string());
+                self.shared.poison.set(self.shared.poison.describe_ref(&e));
                 return Err(e);
             }
             buf.resize(start + framed, 0);
@@ -407,7 +413,7 @@ where
             if (!fits || self.active_next != index)
                 && let Err(e) = self.roll(index)
             {
-                self.shared.poison.set(e.to_string());
+                self.shared.poison.set(self.shared.poison.describe_ref(&e));
                 return Err(e);
             }
             let seg = self.active.as_ref().expect("rolled").clone();
@@ -463,7 +469,7 @@ where
                 Job::Write { file: seg.file.clone(), path: seg.path.clone(), offset: off, data: chunk.slice(a..e) };
             if let Err(e) = self.send(job) {
                 // Part of this append is placed and indexed but cannot be written.
-                self.shared.poison.set(e.to_string());
+                self.shared.poison.set(self.shared.poison.describe_ref(&e));
                 return Err(e);
             }
         }

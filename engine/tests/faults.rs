@@ -52,6 +52,8 @@ fn poisoning_fault(fault: Fault) {
         let vote = openraft::impls::Vote::new(3, 1);
         let r = rt.block_on(openraft::storage::RaftLogStorage::save_vote(&mut s, &vote));
         assert!(r.is_err(), "save_vote on a poisoned store must fail");
+        // The node raises NOSPACE for a full disk only.
+        assert_eq!(s.reader().poisoned_by_full_disk(), fault == Fault::NoSpace, "{fault:?}");
     }
     // Reopen on a healthy disk: everything acknowledged is there.
     let s = open(dir.path(), small_config());

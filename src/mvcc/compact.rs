@@ -21,6 +21,7 @@ impl Store {
             return 0;
         }
         let mut removed = 0usize;
+        let mut freed = 0u64;
         // Walk the keys in chunks, re-pinning between them so cut versions can be reclaimed,
         // with apply held off only while a chunk is processed (keys may be removed).
         let mut resume: Option<KeyBuf> = None;
@@ -49,11 +50,13 @@ impl Store {
                     let mut older = base.next.swap(None);
                     while let Some(o) = older {
                         removed += 1;
+                        freed += Store::version_bytes(e.key().len(), o.v.value.len());
                         older = o.next.load_full();
                     }
                     // ...then the base itself, if it is a delete: the key did not exist then.
                     if base.v.tombstone {
                         removed += 1;
+                        freed += Store::version_bytes(e.key().len(), base.v.value.len());
                         match pred {
                             Some(p) => p.next.store(None),
                             None => {
@@ -74,6 +77,7 @@ impl Store {
             }
         }
         self.versions.fetch_sub(removed as u64, Ordering::Relaxed);
+        self.retained.fetch_sub(freed, Ordering::Relaxed);
         self.physically_compacted.store(upto, Ordering::Release);
         removed
     }

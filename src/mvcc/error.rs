@@ -36,4 +36,10 @@ pub enum MvccError {
     /// A grant asked for a TTL above [`crate::mvcc::MAX_LEASE_TTL`].
     #[error("etcdserver: too large lease TTL")]
     LeaseTtlTooLarge,
+    /// The NOSPACE alarm is raised: requests that add data are refused.
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
+    /// The CORRUPT alarm is raised: writes are refused.
+    #[error("etcdserver: corrupt cluster")]
+    Corrupt,
 }

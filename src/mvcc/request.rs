@@ -218,6 +218,8 @@ pub enum WriteRequest {
     LeaseGrant(LeaseGrantRequest),
     /// LeaseRevoke (deletes the lease's keys in one revision).
     LeaseRevoke(LeaseRevokeRequest),
+    /// Alarm (list, raise or clear; changes no revision).
+    Alarm(super::alarm::AlarmRequest),
 }
 
 impl std::fmt::Display for WriteRequest {
@@ -231,6 +233,7 @@ impl std::fmt::Display for WriteRequest {
             WriteRequest::Compact(c) => write!(f, "compact {}", c.revision),
             WriteRequest::LeaseGrant(g) => write!(f, "lease grant {:x} ttl {}", g.id, g.ttl),
             WriteRequest::LeaseRevoke(r) => write!(f, "lease revoke {:x}", r.id),
+            WriteRequest::Alarm(a) => write!(f, "alarm {:?} {} for {:x}", a.action, a.alarm, a.member_id),
         }
     }
 }
@@ -340,6 +343,8 @@ pub enum WriteResponse {
     LeaseGrant(LeaseGrantResponse),
     /// LeaseRevoke.
     LeaseRevoke(LeaseRevokeResponse),
+    /// Alarm.
+    Alarm(super::alarm::AlarmResponse),
 }
 
 impl WriteResponse {
@@ -352,6 +357,7 @@ impl WriteResponse {
             WriteResponse::Compact(r) => r.header.revision,
             WriteResponse::LeaseGrant(r) => r.header.revision,
             WriteResponse::LeaseRevoke(r) => r.header.revision,
+            WriteResponse::Alarm(r) => r.header.revision,
         }
     }
 }

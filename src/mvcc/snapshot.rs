@@ -3,16 +3,18 @@
 //! file; this module only defines the bytes inside. Format in `docs/format.md#state-machine-snapshot-body`.
 //!
 //! ```text
-//! magic "CFXMVCC2"
+//! magic "CFXMVCC3"
 //! version*:  0x01 | key_len u32 | key | mod_rev u64 | create_rev u64 | version u64 | lease i64
 //!                 | tombstone u8 | value_len u32 | value
 //! lease*:    0x02 | id i64 | ttl i64
+//! alarm*:    0x03 | member_id u64 | alarm u32
 //! end:       0x00 | count u64 | revision u64 | compacted u64
 //! ```
 //! All integers little-endian. Versions come in the store's order (key ascending, revision
-//! descending), then leases by id. Which keys a lease holds is not stored: it follows from the
-//! newest version of every key. Version 1 bodies (`CFXMVCC1`, no lease records) still load,
-//! with no leases.
+//! descending), then leases by id, then alarms by (member, type). Which keys a lease holds is
+//! not stored: it follows from the newest version of every key. Version 2 bodies (`CFXMVCC2`,
+//! no alarm records) load with no alarms; version 1 bodies (`CFXMVCC1`, no lease records either)
+//! with no leases and no alarms.
 
 use std::io::{self, Read, Write};
 use std::sync::atomic::Ordering;
@@ -20,14 +22,18 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::alarm::{AlarmMember, AlarmType};
 use super::store::{Store, VKey, Version};
 
 /// Magic at the start of the body.
-pub const MAGIC: &[u8; 8] = b"CFXMVCC2";
+pub const MAGIC: &[u8; 8] = b"CFXMVCC3";
+/// Magic of version 2 bodies (before alarms), still read.
+pub const MAGIC_V2: &[u8; 8] = b"CFXMVCC2";
 /// Magic of version 1 bodies (before leases), still read.
 pub const MAGIC_V1: &[u8; 8] = b"CFXMVCC1";
 const TAG_VERSION: u8 = 1;
 const TAG_LEASE: u8 = 2;
+const TAG_ALARM: u8 = 3;
 const TAG_END: u8 = 0;
 /// Largest key or value accepted when reading (guards allocations on damaged input).
 pub const MAX_FIELD: usize = 64 << 20;
@@ -42,6 +48,8 @@ pub struct SnapshotPoint<'a> {
     pub compacted: u64,
     /// Lease ids and TTLs at `revision`.
     pub leases: std::sync::Arc<std::collections::BTreeMap<i64, i64>>,
+    /// Alarms raised at `revision`.
+    pub alarms: std::sync::Arc<Vec<AlarmMember>>,
 }
 
 /// What the snapshot container's `app_meta` holds for the store.
@@ -95,6 +103,7 @@ impl Store {
             revision: self.revision(),
             compacted: self.compacted_revision(),
             leases: self.leases(),
+            alarms: self.alarms(),
         }
     }
 
@@ -148,6 +157,13 @@ impl Store {
             rec.extend_from_slice(&ttl.to_le_bytes());
             out.write_all(&rec)?;
         }
+        for a in point.alarms.iter() {
+            rec.clear();
+            rec.push(TAG_ALARM);
+            rec.extend_from_slice(&a.member_id.to_le_bytes());
+            rec.extend_from_slice(&a.alarm.code().to_le_bytes());
+            out.write_all(&rec)?;
+        }
         let mut end = vec![TAG_END];
         end.extend_from_slice(&versions.to_le_bytes());
         end.extend_from_slice(&revision.to_le_bytes());
@@ -165,12 +181,14 @@ impl Store {
         let bad = |offset: u64, what: &str| SnapshotBodyError::Malformed { offset, what: what.to_string() };
         let mut magic = [0u8; 8];
         r.read_exact(&mut magic)?;
-        let with_leases = match &magic {
-            m if m == MAGIC => true,
-            m if m == MAGIC_V1 => false,
+        let (with_leases, with_alarms) = match &magic {
+            m if m == MAGIC => (true, true),
+            m if m == MAGIC_V2 => (true, false),
+            m if m == MAGIC_V1 => (false, false),
             _ => return Err(bad(0, "not a store snapshot (bad magic)")),
         };
         let mut leases = std::collections::BTreeMap::new();
+        let mut alarms: Vec<AlarmMember> = Vec::new();
         let store = Store::new();
         let mut versions = 0u64;
         let mut keys = 0i64;
@@ -188,7 +206,23 @@ impl Store {
             match r.u8()? {
                 TAG_END => break,
                 TAG_VERSION => {}
+                TAG_ALARM if with_alarms => {
+                    let member_id = r.u64()?;
+                    let code = r.u32()?;
+                    let alarm = AlarmType::from_code(code)
+                        .filter(|a| *a != AlarmType::None)
+                        .ok_or_else(|| bad(at, &format!("unknown alarm type {code}")))?;
+                    let m = AlarmMember { member_id, alarm };
+                    if alarms.last().is_some_and(|last| *last >= m) {
+                        return Err(bad(at, "alarms out of order"));
+                    }
+                    alarms.push(m);
+                    continue;
+                }
                 TAG_LEASE if with_leases => {
+                    if !alarms.is_empty() {
+                        return Err(bad(at, "a lease after the alarms"));
+                    }
                     let id = r.u64()? as i64;
                     let ttl = r.u64()? as i64;
                     if leases.last_key_value().is_some_and(|(last, _)| *last >= id) {
@@ -199,8 +233,8 @@ impl Store {
                 }
                 t => return Err(bad(at, &format!("unknown record tag {t}"))),
             }
-            if !leases.is_empty() {
-                return Err(bad(at, "a version after the leases"));
+            if !leases.is_empty() || !alarms.is_empty() {
+                return Err(bad(at, "a version after the leases or alarms"));
             }
             let key = r.field()?.ok_or_else(|| bad(at, "key longer than the limit"))?;
             let rev = r.u64()?;
@@ -250,6 +284,7 @@ impl Store {
         store.physically_compacted.store(0, Ordering::Release);
         store.keys.store(keys, Ordering::Release);
         store.rebuild_leases(&leases);
+        store.set_alarms(&alarms);
         Ok((store, StoreMeta { revision, compacted, keys: keys as u64, versions }))
     }
 }
@@ -269,6 +304,11 @@ impl<R: Read> Counting<'_, R> {
         let mut b = [0u8; 1];
         self.read_exact(&mut b)?;
         Ok(b[0])
+    }
+    fn u32(&mut self) -> io::Result<u32> {
+        let mut b = [0u8; 4];
+        self.read_exact(&mut b)?;
+        Ok(u32::from_le_bytes(b))
     }
     fn u64(&mut self) -> io::Result<u64> {
         let mut b = [0u8; 8];
@@ -325,7 +365,7 @@ mod tests {
         put(&s, b"a", 0);
         let mut body = Vec::new();
         s.write_snapshot(&mut body).unwrap();
-        // Without leases a version 2 body is a version 1 body but for the magic.
+        // Without leases or alarms a version 3 body is a version 1 body but for the magic.
         body[..8].copy_from_slice(MAGIC_V1);
         let (r, meta) = Store::read_snapshot(&mut &body[..]).unwrap();
         assert_eq!((meta.revision, r.leases().len()), (2, 0));
@@ -335,5 +375,32 @@ mod tests {
         body[..8].copy_from_slice(MAGIC_V1);
         let e = Store::read_snapshot(&mut &body[..]).unwrap_err();
         assert!(e.to_string().contains("unknown record tag 2"), "{e}");
+    }
+
+    #[test]
+    fn alarms_round_trip_and_version_2_bodies_load_without_them() {
+        use crate::mvcc::{AlarmAction, AlarmRequest};
+        let s = Store::new();
+        put(&s, b"a", 0);
+        s.apply(&WriteRequest::LeaseGrant(LeaseGrantRequest { id: 1, ttl: 30 })).unwrap();
+        for (member_id, alarm) in [(9, AlarmType::NoSpace), (3, AlarmType::Corrupt), (3, AlarmType::NoSpace)] {
+            s.apply(&WriteRequest::Alarm(AlarmRequest { action: AlarmAction::Activate, member_id, alarm })).unwrap();
+        }
+        let mut body = Vec::new();
+        s.write_snapshot(&mut body).unwrap();
+        let (r, _) = Store::read_snapshot(&mut &body[..]).unwrap();
+        assert_eq!(*r.alarms(), *s.alarms());
+        assert_eq!(r.alarms().len(), 3);
+        assert_eq!(r.apply(&WriteRequest::Put(PutRequest::default())), Err(crate::mvcc::MvccError::Corrupt));
+        // A version 2 body: the same bytes without alarm records.
+        let s2 = Store::new();
+        put(&s2, b"a", 0);
+        s2.apply(&WriteRequest::LeaseGrant(LeaseGrantRequest { id: 1, ttl: 30 })).unwrap();
+        let mut body = Vec::new();
+        s2.write_snapshot(&mut body).unwrap();
+        body[..8].copy_from_slice(MAGIC_V2);
+        let (r, _) = Store::read_snapshot(&mut &body[..]).unwrap();
+        assert!(r.alarms().is_empty());
+        assert_eq!(r.leases().len(), 1);
     }
 }

@@ -170,6 +170,16 @@ pub struct Store {
     pub(crate) published_leases: ArcSwap<BTreeMap<i64, i64>>,
     /// The working lease table changed since the last publish.
     pub(crate) leases_dirty: AtomicBool,
+    /// Bytes of keys, values and per-version overhead retained (see [`Store::retained_bytes`]).
+    pub(crate) retained: AtomicU64,
+    /// The alarms as apply has them.
+    pub(crate) alarm_list: Mutex<std::collections::BTreeSet<super::alarm::AlarmMember>>,
+    /// The alarms at the published revision.
+    pub(crate) published_alarms: ArcSwap<Vec<super::alarm::AlarmMember>>,
+    /// The working alarm list changed since the last publish.
+    pub(crate) alarms_dirty: AtomicBool,
+    /// The alarm types in the working list, one bit each (apply's fast check).
+    pub(crate) alarm_mask: std::sync::atomic::AtomicU8,
 }
 
 impl Default for Store {
@@ -236,6 +246,11 @@ impl Store {
             lease_table: Mutex::new(LeaseTable::default()),
             published_leases: ArcSwap::from_pointee(BTreeMap::new()),
             leases_dirty: AtomicBool::new(false),
+            retained: AtomicU64::new(0),
+            alarm_list: Mutex::new(std::collections::BTreeSet::new()),
+            published_alarms: ArcSwap::from_pointee(Vec::new()),
+            alarms_dirty: AtomicBool::new(false),
+            alarm_mask: std::sync::atomic::AtomicU8::new(0),
         }
     }
 
@@ -259,20 +274,18 @@ impl Store {
         self.versions.load(Ordering::Relaxed) as usize
     }
 
-    /// Bytes of keys and values retained (what the store holds, as etcd's db size approximates).
+    /// Bytes of keys and values retained (what the store holds, as etcd's db size approximates):
+    /// for every version held, tombstones included, its key, its value and
+    /// [`VERSION_OVERHEAD_BYTES`](super::alarm::VERSION_OVERHEAD_BYTES). Kept as a counter
+    /// (apply adds, physical compaction subtracts), so reading it costs nothing; the quota is
+    /// checked against it.
     pub fn retained_bytes(&self) -> u64 {
-        let guard = &epoch::pin();
-        let mut n = 0u64;
-        let mut cur = self.map.front(guard);
-        while let Some(e) = cur {
-            let mut v = e.value().head.load_full();
-            while let Some(node) = v {
-                n += (e.key().len() + node.v.value.len() + 64) as u64;
-                v = node.next.load_full();
-            }
-            cur = e.next();
-        }
-        n
+        self.retained.load(Ordering::Relaxed)
+    }
+
+    /// What one version of `key` with `value_len` bytes of value counts in [`Store::retained_bytes`].
+    pub(crate) fn version_bytes(key_len: usize, value_len: usize) -> u64 {
+        (key_len + value_len) as u64 + super::alarm::VERSION_OVERHEAD_BYTES
     }
 
     /// Check that revision `rev` can be read now. Readers look at published state only; apply
@@ -345,6 +358,7 @@ impl Store {
         let chain = e.value();
         let head = chain.head.load_full();
         let v = make(head.as_ref());
+        self.retained.fetch_add(Store::version_bytes(key.len(), v.value.len()), Ordering::Relaxed);
         chain.head.store(Some(Arc::new(VNode { rev, v, next: ArcSwapOption::new(head.clone()) })));
         e.release(guard);
         self.versions.fetch_add(1, Ordering::Relaxed);
@@ -384,6 +398,7 @@ impl Store {
     /// Returns true when the compacted revision moved (physical compaction has work).
     pub fn publish(&self) -> bool {
         self.publish_leases();
+        self.publish_alarms();
         let delta = self.pending_keys.swap(0, Ordering::AcqRel);
         if delta != 0 {
             self.keys.fetch_add(delta, Ordering::AcqRel);
@@ -400,6 +415,47 @@ mod tests {
 
     fn v(val: &str, tomb: bool) -> Version {
         Version::new(1, 1, 0, Bytes::from(val.to_string()), tomb)
+    }
+
+    /// What `retained_bytes` counts, by walking every chain.
+    fn walked_bytes(s: &Store) -> u64 {
+        let guard = &epoch::pin();
+        let mut n = 0;
+        let mut cur = s.map.front(guard);
+        while let Some(e) = cur {
+            let mut v = e.value().head.load_full();
+            while let Some(node) = v {
+                n += Store::version_bytes(e.key().len(), node.v.value.len());
+                v = node.next.load_full();
+            }
+            cur = e.next();
+        }
+        n
+    }
+
+    #[test]
+    fn retained_bytes_counter_matches_a_walk() {
+        use crate::mvcc::{CompactionRequest, DeleteRangeRequest, PutRequest, WriteRequest};
+        let s = Store::new();
+        for i in 0..200u32 {
+            let key = Bytes::from(format!("k{}", i % 17));
+            let req = if i % 5 == 4 {
+                WriteRequest::DeleteRange(DeleteRangeRequest { key, ..Default::default() })
+            } else {
+                WriteRequest::Put(PutRequest { key, value: Bytes::from(vec![b'v'; i as usize]), ..Default::default() })
+            };
+            s.apply(&req).unwrap();
+            if i % 50 == 49 {
+                let revision = s.revision() as i64 - 3;
+                s.apply(&WriteRequest::Compact(CompactionRequest { revision, physical: true })).unwrap();
+                s.compact_physically();
+            }
+            assert_eq!(s.retained_bytes(), walked_bytes(&s), "after request {i}");
+        }
+        let mut body = Vec::new();
+        s.write_snapshot(&mut body).unwrap();
+        let (r, _) = Store::read_snapshot(&mut &body[..]).unwrap();
+        assert_eq!(r.retained_bytes(), s.retained_bytes(), "a restored store counts the same");
     }
 
     #[test]

@@ -207,8 +207,13 @@ impl Store {
         events: Option<&mut Vec<Event>>,
     ) -> Result<WriteResponse, MvccError> {
         let _apply = self.apply_lock.lock();
-        let mut leases = self.lease_table.lock();
         let base = self.working_revision();
+        // An active alarm refuses what it stops, the same way on every member (alarms are
+        // replicated state); alarm requests themselves always apply.
+        if let Some(refused) = super::alarm::refusal(self.alarm_mask(), req) {
+            return Err(refused);
+        }
+        let mut leases = self.lease_table.lock();
         let mut txn = WriteTxn { store: self, base, changed: false, key_delta: 0, leases: &mut leases, events };
         match req {
             WriteRequest::LeaseGrant(g) => {
@@ -264,6 +269,7 @@ impl Store {
                 self.working_compacted.store(rev, std::sync::atomic::Ordering::Release);
                 Ok(WriteResponse::Compact(CompactionResponse { header: ResponseHeader { revision: base as i64 } }))
             }
+            WriteRequest::Alarm(a) => Ok(WriteResponse::Alarm(self.apply_alarm(a, base))),
         }
     }
 

@@ -14,7 +14,10 @@ use super::convert::{self, HeaderInfo};
 use super::lease::LeaseAnswer;
 use super::peer::ForwardRequest;
 use super::proto::etcdserverpb::{self as pb, cluster_server, kv_server, lease_server, maintenance_server};
-use crate::mvcc::{LeaseGrantRequest, LeaseRevokeRequest, WriteRequest, WriteResponse};
+use crate::mvcc::{
+    AlarmAction, AlarmMember, AlarmRequest, AlarmType, LeaseGrantRequest, LeaseRevokeRequest, WriteRequest,
+    WriteResponse,
+};
 
 /// The etcd API version conflux's answers follow (reported by Status).
 pub const ETCD_API_VERSION: &str = "3.4.0";
@@ -136,6 +139,7 @@ impl kv_server::Kv for EtcdApi {
     async fn put(&self, r: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
         self.check_size(r.get_ref())?;
         let req = put_request(r.into_inner())?;
+        self.core.check_quota(&req).await?;
         match self.write(req).await? {
             (WriteResponse::Put(p), h) => Ok(Response::new(convert::put_response(p, &h))),
             (other, _) => Err(unexpected("put", other)),
@@ -157,6 +161,7 @@ impl kv_server::Kv for EtcdApi {
     async fn txn(&self, r: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
         self.check_size(r.get_ref())?;
         let req = txn_request(r.into_inner(), self.core.max_txn_ops)?;
+        self.core.check_quota(&req).await?;
         match self.write(req).await? {
             (WriteResponse::Txn(t), h) => Ok(Response::new(convert::txn_response(t, &h))),
             (other, _) => Err(unexpected("txn", other)),
@@ -190,6 +195,7 @@ impl lease_server::Lease for EtcdApi {
         // The id is chosen here, before proposing, so every member applies the same lease; a
         // TTL under the minimum is raised to it (etcd's rule).
         let ttl = r.ttl.max(self.core.leases.min_ttl());
+        self.core.check_quota(&WriteRequest::LeaseGrant(LeaseGrantRequest { id: r.id, ttl })).await?;
         let mut attempts = 0;
         loop {
             let id = if r.id == 0 { self.core.leases.new_id() } else { r.id };
@@ -355,6 +361,10 @@ impl maintenance_server::Maintenance for EtcdApi {
         if m.current_leader.is_none() {
             errors.push("etcdserver: no leader".to_string());
         }
+        // Every raised alarm, in the text form of etcd's AlarmMember message (as etcd lists them).
+        for a in store.alarms().iter() {
+            errors.push(format!("memberID:{} alarm:{}", a.member_id, a.alarm));
+        }
         let learner = !m.membership_config.membership().voter_ids().any(|id| id == self.core.member_id);
         Ok(Response::new(pb::StatusResponse {
             header: Some(h.header(store.revision() as i64)),
@@ -382,6 +392,68 @@ impl maintenance_server::Maintenance for EtcdApi {
     async fn snapshot(&self, _: Request<pb::SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
         let reader = super::maintenance::fresh_snapshot(&self.core).await?;
         Ok(Response::new(super::maintenance::snapshot_stream(reader)))
+    }
+
+    async fn alarm(&self, r: Request<pb::AlarmRequest>) -> Result<Response<pb::AlarmResponse>, Status> {
+        EtcdApi::alarm(self, r.into_inner()).await.map(Response::new)
+    }
+
+    async fn hash_kv(&self, r: Request<pb::HashKvRequest>) -> Result<Response<pb::HashKvResponse>, Status> {
+        EtcdApi::hash_kv(self, r.into_inner()).await.map(Response::new)
+    }
+}
+
+/// An alarm type from the wire.
+fn alarm_type(code: i32) -> Result<AlarmType, Status> {
+    u32::try_from(code)
+        .ok()
+        .and_then(AlarmType::from_code)
+        .ok_or_else(|| Status::invalid_argument(format!("etcdserver: unknown alarm type {code}")))
+}
+
+fn alarm_member(a: &AlarmMember) -> pb::AlarmMember {
+    pb::AlarmMember { member_id: a.member_id, alarm: a.alarm.code() as i32 }
+}
+
+impl EtcdApi {
+    /// Maintenance Alarm: list, raise or disarm, through Raft like etcd (a GET too, so it lists
+    /// every alarm committed before it).
+    pub async fn alarm(&self, r: pb::AlarmRequest) -> Result<pb::AlarmResponse, Status> {
+        use pb::alarm_request::AlarmAction as A;
+        let action = match A::try_from(r.action) {
+            Ok(A::Get) => AlarmAction::Get,
+            Ok(A::Activate) => AlarmAction::Activate,
+            Ok(A::Deactivate) => AlarmAction::Deactivate,
+            Err(_) => return Err(Status::invalid_argument(format!("etcdserver: unknown alarm action {}", r.action))),
+        };
+        let req = AlarmRequest { action, member_id: r.member_id, alarm: alarm_type(r.alarm)? };
+        match self.write(WriteRequest::Alarm(req)).await? {
+            (WriteResponse::Alarm(a), h) => {
+                if action == AlarmAction::Deactivate && !a.alarms.is_empty() {
+                    tracing::warn!(member = format!("{:x}", req.member_id), alarm = %req.alarm, "alarm disarmed");
+                }
+                Ok(pb::AlarmResponse {
+                    header: Some(h.header(a.header.revision)),
+                    alarms: a.alarms.iter().map(alarm_member).collect(),
+                })
+            }
+            (other, _) => Err(unexpected("alarm", other)),
+        }
+    }
+
+    /// Maintenance HashKV, from this member's own state (not linearized, as etcd's).
+    pub async fn hash_kv(&self, r: pb::HashKvRequest) -> Result<pb::HashKvResponse, Status> {
+        let store = self.core.sm.store();
+        let revision = r.revision.max(0) as u64;
+        let h = tokio::task::spawn_blocking(move || store.hash_kv(revision))
+            .await
+            .map_err(|e| Status::internal(format!("hash: {e}")))?
+            .map_err(|e| convert::mvcc_status(&e))?;
+        Ok(pb::HashKvResponse {
+            header: Some(self.core.header().header(h.current as i64)),
+            hash: h.hash,
+            compact_revision: h.compacted as i64,
+        })
     }
 }
 

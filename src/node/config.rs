@@ -45,6 +45,8 @@ const FLAGS: &[(&str, &str)] = &[
     ("io", "CONFLUX_IO"),
     ("watch-progress-notify-interval", "CONFLUX_WATCH_PROGRESS_NOTIFY_INTERVAL"),
     ("watch-ring-events", "CONFLUX_WATCH_RING_EVENTS"),
+    ("quota-backend-bytes", "CONFLUX_QUOTA_BACKEND_BYTES"),
+    ("corrupt-check-time", "CONFLUX_CORRUPT_CHECK_TIME"),
     ("cert-file", "CONFLUX_CERT_FILE"),
     ("key-file", "CONFLUX_KEY_FILE"),
     ("trusted-ca-file", "CONFLUX_TRUSTED_CA_FILE"),
@@ -75,7 +77,6 @@ const ETCD_ONLY_KEYS: &[&str] = &[
     "wal-dir",
     "max-snapshots",
     "max-wals",
-    "quota-backend-bytes",
     "backend-batch-interval",
     "backend-batch-limit",
     "backend-bbolt-freelist-type",
@@ -119,7 +120,6 @@ const ETCD_ONLY_KEYS: &[&str] = &[
     "force-new-cluster",
     "metrics",
     "initial-corrupt-check",
-    "corrupt-check-time",
     "compact-hash-check-enabled",
     "compact-hash-check-time",
     "watch-progress-notify-interval",
@@ -149,6 +149,11 @@ const UNSUPPORTED_TLS_KEYS: &[&str] = &[
     "peer-cert-allowed-hostname",
     "self-signed-cert-validity",
 ];
+
+/// etcd 3.4's default space quota (`DefaultQuotaBytes`, 2 GiB).
+pub const DEFAULT_QUOTA_BYTES: u64 = 2 << 30;
+/// Above this etcd warns that the quota is larger than it recommends (`MaxQuotaBytes`, 8 GiB).
+const MAX_QUOTA_BYTES: u64 = 8 << 30;
 
 /// etcd refuses election timeouts above this (ms); so do we.
 const MAX_ELECTION_MS: u64 = 50_000;
@@ -255,6 +260,14 @@ pub struct ServeArgs {
     /// from the store's history [default: 65536]
     #[arg(long = "watch-ring-events", value_name = "EVENTS", allow_negative_numbers = true)]
     pub watch_ring_events: Option<String>,
+    /// Space quota in bytes: crossing it raises the NOSPACE alarm; 0 means the default, a
+    /// negative value turns the quota off [default: 2147483648]
+    #[arg(long = "quota-backend-bytes", value_name = "BYTES", allow_negative_numbers = true)]
+    pub quota_backend_bytes: Option<String>,
+    /// How often the leader compares its HashKV with the followers', as a duration (`5m`,
+    /// `30s`); 0 turns the check off (etcd's --experimental-corrupt-check-time) [default: 0]
+    #[arg(long = "corrupt-check-time", value_name = "DURATION")]
+    pub corrupt_check_time: Option<String>,
     /// Certificate (PEM, with its chain) the https:// client URLs present [default: none]
     #[arg(long = "cert-file", value_name = "FILE")]
     pub cert_file: Option<String>,
@@ -543,6 +556,10 @@ pub struct NodeConfig {
     pub watch_progress_notify_interval: Duration,
     /// Recent events kept in memory for watchers.
     pub watch_ring_events: usize,
+    /// The space quota in bytes (`--quota-backend-bytes`); `None` when turned off.
+    pub quota_backend_bytes: Option<u64>,
+    /// How often the leader runs the consistency check; `None` when off.
+    pub corrupt_check_time: Option<Duration>,
     /// TLS of the client listeners (`--cert-file`, ...); files only when an https client URL
     /// uses them.
     pub client_tls: TlsSettings,
@@ -819,6 +836,29 @@ impl NodeConfig {
         let progress_ms = positive(&progress, "milliseconds")?;
         let ring = layers.setting("watch-ring-events", args.watch_ring_events.as_deref(), "65536");
         let watch_ring_events = positive(&ring, "events")?;
+        let quota = layers.setting("quota-backend-bytes", args.quota_backend_bytes.as_deref(), "0");
+        let quota_backend_bytes = match quota.value.trim().parse::<i64>() {
+            Ok(0) => Some(DEFAULT_QUOTA_BYTES),
+            Ok(n) if n < 0 => None,
+            Ok(n) => Some(n as u64),
+            Err(_) => return Err(quota.invalid("expected bytes as a whole number (0: the default, negative: off)")),
+        };
+        if quota_backend_bytes.is_some_and(|q| q > MAX_QUOTA_BYTES) {
+            warnings.push(format!(
+                "--quota-backend-bytes {} ({}) is above the recommended maximum {MAX_QUOTA_BYTES} (as etcd warns)",
+                quota.value.trim(),
+                quota.origin
+            ));
+        }
+        let check = layers.setting("corrupt-check-time", args.corrupt_check_time.as_deref(), "0");
+        let corrupt_check_time = match check.value.trim() {
+            "0" => None,
+            v => match crate::compactor::parse_duration(v) {
+                Some(d) if d.is_zero() => None,
+                Some(d) => Some(d),
+                None => return Err(check.invalid("expected a duration such as 5m, 30s or 500ms (0: off)")),
+            },
+        };
 
         Ok(NodeConfig {
             name: name.value,
@@ -847,6 +887,8 @@ impl NodeConfig {
             request_timeout: Duration::from_millis(request_timeout_ms),
             watch_progress_notify_interval: Duration::from_millis(progress_ms),
             watch_ring_events: to_usize(&ring, watch_ring_events)?,
+            quota_backend_bytes,
+            corrupt_check_time,
             client_tls,
             peer_tls,
             config_file: config_file.map(|(path, _)| path),
@@ -1218,6 +1260,14 @@ fn unknown_key_warning(path: &std::path::Path, key: &str) -> String {
     if key == "config-file" {
         return format!("config file {path}: key config-file is ignored (a config file cannot name another)");
     }
+    if let Some(ours) = key.strip_prefix("experimental-")
+        && FLAGS.iter().any(|(f, _)| *f == ours)
+    {
+        return format!(
+            "config file {path}: etcd option {key} is ignored; conflux's setting is {ours} (see docs/operations.md for \
+             its units)"
+        );
+    }
     if ETCD_ONLY_KEYS.contains(&key) || key.starts_with("experimental-") || key.starts_with("unsafe-") {
         return format!("config file {path}: etcd option {key} is not supported by conflux; ignored");
     }
@@ -1477,6 +1527,24 @@ mod tests {
         for part in parts {
             assert!(message.contains(part), "{message:?} lacks {part:?}");
         }
+    }
+
+    #[test]
+    fn quota_and_corrupt_check_take_etcds_meanings() {
+        let c = ok(&[], &[]);
+        assert_eq!((c.quota_backend_bytes, c.corrupt_check_time), (Some(2 << 30), None), "etcd's defaults");
+        let c = ok(&["--quota-backend-bytes", "4096", "--corrupt-check-time", "1m30s"], &[]);
+        assert_eq!((c.quota_backend_bytes, c.corrupt_check_time), (Some(4096), Some(Duration::from_secs(90))));
+        let c = ok(&["--quota-backend-bytes", "-1"], &[("CONFLUX_CORRUPT_CHECK_TIME", "0")]);
+        assert_eq!((c.quota_backend_bytes, c.corrupt_check_time), (None, None), "negative: off");
+        let file = yaml("quota-backend-bytes: 0\ncorrupt-check-time: 500ms\n");
+        let c = ok(&["--config-file", path(&file)], &[]);
+        assert_eq!((c.quota_backend_bytes, c.corrupt_check_time), (Some(2 << 30), Some(Duration::from_millis(500))));
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+        let file = yaml("experimental-corrupt-check-time: 5m\n");
+        let c = ok(&["--config-file", path(&file)], &[]);
+        assert_eq!(c.corrupt_check_time, None, "etcd's experimental key is not taken");
+        assert_contains(&c.warnings().join("\n"), &["conflux's setting is corrupt-check-time"]);
     }
 
     #[test]
@@ -1752,20 +1820,14 @@ mod tests {
         assert_eq!(c.log_level, "debug");
         assert_eq!(c.auto_compaction(), Some(AutoCompaction::Periodic(Duration::from_secs(3600))));
         let warnings = c.warnings().join("\n");
-        for key in [
-            "quota-backend-bytes",
-            "max-snapshots",
-            "enable-v2",
-            "logger",
-            "log-outputs",
-            "experimental-initial-corrupt-check",
-        ] {
+        assert_eq!(c.quota_backend_bytes, Some(DEFAULT_QUOTA_BYTES), "etcd's 0: the default");
+        for key in ["max-snapshots", "enable-v2", "logger", "log-outputs", "experimental-initial-corrupt-check"] {
             assert_contains(&warnings, &[&format!("etcd option {key} is not supported by conflux; ignored")]);
         }
         assert_contains(&warnings, &["unknown key heartbeat_interval ignored; did you mean heartbeat-interval?"]);
         assert_contains(&warnings, &["unknown key frobnicate ignored", path(&file)]);
         assert!(!warnings.contains("wal-dir") && !warnings.contains("cors"), "blank keys set nothing: {warnings}");
-        assert_eq!(c.warnings().len(), 12, "{warnings}");
+        assert_eq!(c.warnings().len(), 11, "{warnings}");
         assert!(!c.client_tls.is_set() && !c.peer_tls.is_set(), "blank TLS blocks set nothing");
     }
 

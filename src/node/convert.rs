@@ -215,6 +215,9 @@ pub fn mvcc_status(e: &mvcc::MvccError) -> Status {
         E::LeaseExists => Status::failed_precondition(e.to_string()),
         E::LeaseTtlTooLarge => Status::out_of_range(e.to_string()),
         E::EmptyKey | E::KeyNotFound | E::DuplicateKey | E::TooManyOps => Status::invalid_argument(e.to_string()),
+        // etcd's ErrGRPCNoSpace and ErrGRPCCorrupt.
+        E::NoSpace => Status::resource_exhausted(e.to_string()),
+        E::Corrupt => Status::data_loss(e.to_string()),
     }
 }
 

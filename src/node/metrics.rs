@@ -66,6 +66,10 @@ pub struct StoreSample {
     pub watchers: u64,
     /// Leases that exist.
     pub leases: u64,
+    /// `--quota-backend-bytes` in effect (negative when the quota is off, as etcd reports it).
+    pub quota_bytes: i64,
+    /// Alarms raised (cluster-wide list).
+    pub alarms: u64,
 }
 
 /// The Raft quantities [`Metrics::observe_raft`] reads from openraft's metrics, as plain numbers.
@@ -560,6 +564,12 @@ fn store_families(s: &StoreSample) -> Vec<MetricFamily> {
         gauge_family("etcd_debugging_mvcc_db_total_size_in_bytes", DB_SIZE_HELP, s.db_bytes as f64),
         gauge_family("etcd_debugging_mvcc_watcher_total", "Total number of watchers.", s.watchers as f64),
         gauge_family("conflux_leases", "Leases that exist (granted and not yet revoked or expired).", s.leases as f64),
+        gauge_family(
+            "etcd_server_quota_backend_bytes",
+            "Current backend storage quota size in bytes.",
+            s.quota_bytes as f64,
+        ),
+        gauge_family("conflux_alarms", "Alarms raised (NOSPACE, CORRUPT), cluster-wide.", s.alarms as f64),
     ]
 }
 
@@ -907,7 +917,16 @@ mod tests {
                 stats.batch_cumulative[2..].fill(2);
                 EngineSample { stats, segments: 4 }
             },
-            || StoreSample { keys: 10, revision: 42, compact_revision: 7, db_bytes: 1 << 20, watchers: 3, leases: 2 },
+            || StoreSample {
+                keys: 10,
+                revision: 42,
+                compact_revision: 7,
+                db_bytes: 1 << 20,
+                watchers: 3,
+                leases: 2,
+                quota_bytes: 2 << 30,
+                alarms: 1,
+            },
         )
     }
 
@@ -950,6 +969,8 @@ mod tests {
             ("etcd_debugging_mvcc_compact_revision", "gauge"),
             ("etcd_debugging_mvcc_watcher_total", "gauge"),
             ("conflux_leases", "gauge"),
+            ("etcd_server_quota_backend_bytes", "gauge"),
+            ("conflux_alarms", "gauge"),
             ("etcd_mvcc_db_total_size_in_bytes", "gauge"),
             ("etcd_debugging_mvcc_db_total_size_in_bytes", "gauge"),
             ("grpc_server_started_total", "counter"),
@@ -966,6 +987,8 @@ mod tests {
         assert_eq!(value(&text, "etcd_mvcc_db_total_size_in_bytes"), Some(1048576.0));
         assert_eq!(value(&text, "etcd_debugging_mvcc_db_total_size_in_bytes"), Some(1048576.0));
         assert_eq!(value(&text, "conflux_engine_segments"), Some(4.0));
+        assert_eq!(value(&text, "etcd_server_quota_backend_bytes"), Some(2147483648.0));
+        assert_eq!(value(&text, "conflux_alarms"), Some(1.0));
         assert_eq!(value(&text, "conflux_engine_bytes_written_total"), Some(4096.0));
         assert_eq!(value(&text, r#"etcd_disk_wal_fsync_duration_seconds_bucket{le="0.001"}"#), Some(1.0));
         assert_eq!(value(&text, r#"etcd_disk_wal_fsync_duration_seconds_bucket{le="+Inf"}"#), Some(3.0));

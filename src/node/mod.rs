@@ -6,6 +6,7 @@
 //! listeners speak TLS on https URLs ([`tls`]). Operating it:
 //! `docs/operations.md`; how a write and a read travel through it: `docs/architecture.md`.
 
+pub mod alarm;
 pub mod api;
 pub mod config;
 pub mod convert;
@@ -122,6 +123,8 @@ pub struct Core {
     pub stopping: watch::Receiver<bool>,
     /// How often idle watchers that asked for it get a progress notification.
     pub watch_progress_interval: Duration,
+    /// `--quota-backend-bytes` (`None`: off).
+    pub quota_backend_bytes: Option<u64>,
 }
 
 fn no_leader() -> Status {
@@ -360,6 +363,8 @@ pub struct RunningNode {
     pub peer_addrs: Vec<SocketAddr>,
     /// Addresses the metrics listeners bound.
     pub metrics_addrs: Vec<SocketAddr>,
+    /// A read handle on the log engine (to tell why it stopped).
+    log: conflux_engine::LogReader<TypeConfig, crate::types::Codec>,
     stop: watch::Sender<bool>,
     /// Client and metrics servers: drained first.
     tasks: Vec<JoinHandle<()>>,
@@ -575,10 +580,13 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
     let log =
         LogStore::open(&cfg.data_dir, log_config).map_err(|source| StartError::Log { dir: dir.clone(), source })?;
     let log_reader = log.reader();
+    let log_for_node = log.reader();
     let sm_config = SmConfig {
         snapshot_zstd_level: cfg.snapshot_zstd_level,
         max_txn_ops: cfg.max_txn_ops,
         watch_ring_events: cfg.watch_ring_events,
+        #[cfg(feature = "failpoints")]
+        diverge_key: crate::failpoints::diverge_key(),
         ..Default::default()
     };
     let sm = StateMachine::open(&cfg.data_dir, Arc::new(conflux_engine::io::StdIo), sm_config)
@@ -615,6 +623,7 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
 
     let engine = move || EngineSample { stats: log_reader.stats(), segments: log_reader.segment_count() as u64 };
     let store_sm = sm.clone();
+    let quota_bytes = cfg.quota_backend_bytes;
     let store = move || {
         let s = store_sm.store();
         StoreSample {
@@ -624,6 +633,8 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
             db_bytes: s.retained_bytes(),
             watchers: store_sm.hub().watchers() as u64,
             leases: s.leases().len() as u64,
+            quota_bytes: quota_bytes.map_or(-1, |q| q as i64),
+            alarms: s.alarms().len() as u64,
         }
     };
     let metrics = Metrics::new(identity.member_id, engine, store);
@@ -643,6 +654,7 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
         leases: leases.clone(),
         stopping: stop_rx.clone(),
         watch_progress_interval: cfg.watch_progress_notify_interval,
+        quota_backend_bytes: cfg.quota_backend_bytes,
     });
 
     if fresh && cfg.initial_cluster_state == ClusterState::New {
@@ -856,8 +868,12 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
             },
         );
     }
+    if let Some(period) = cfg.corrupt_check_time {
+        alarm::spawn_corrupt_check(core.clone(), period, stop.subscribe());
+    }
     let grace = cfg.request_timeout + Duration::from_secs(1);
-    Ok(RunningNode { core, client_addrs, peer_addrs, metrics_addrs, stop, tasks, peer_tasks, grace })
+    let log = log_for_node;
+    Ok(RunningNode { core, client_addrs, peer_addrs, metrics_addrs, log, stop, tasks, peer_tasks, grace })
 }
 
 /// A server for a listener on `url`: with `tls` when the URL is https.
@@ -913,6 +929,12 @@ pub async fn run(cfg: NodeConfig) -> Result<(), StartError> {
             Some(f)
         }
     };
+    if fatal.is_some() && node.log.poisoned_by_full_disk() {
+        // The disk is full: this member can write nothing more, but the others can record
+        // that for it (docs/decisions.md, "A full disk raises NOSPACE").
+        let within = node.core.request_timeout.max(Duration::from_secs(10));
+        alarm::report_full_disk(&node.core, within).await;
+    }
     node.shutdown().await;
     match fatal {
         Some(f) => Err(StartError::Fatal(f)),

@@ -539,6 +539,12 @@ impl peer_server::Peer for PeerService {
         done(&forward_locally(&self.raft, &self.sm, &self.leases, req).await)
     }
 
+    async fn hash_kv(&self, r: Request<pb::Payload>) -> Result<Response<pb::Payload>, Status> {
+        self.check(&r)?;
+        let req: super::alarm::HashKvRequest = decode(r.get_ref())?;
+        done(&super::alarm::local_hash(&self.sm, self.member_id, req.revision).await)
+    }
+
     async fn read_index(&self, r: Request<pb::Payload>) -> Result<Response<pb::Payload>, Status> {
         self.check(&r)?;
         let reply = match self.raft.get_read_log_id(openraft::ReadPolicy::ReadIndex).await {
