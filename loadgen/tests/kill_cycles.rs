@@ -232,24 +232,13 @@ impl Cluster {
     }
 }
 
-/// Durability under kills: every acknowledged write survives. Part of the default run.
+/// Every acknowledged write survives the kills, and the history is linearizable.
 #[test]
-fn kills_during_load_lose_nothing_acknowledged() {
-    kill_cycles(false);
+fn kills_during_load_lose_nothing_and_stay_linearizable() {
+    kill_cycles();
 }
 
-/// The same run, with its history judged by the checker. Ignored for now: on a loaded machine
-/// (a CI build beside it) this found stale linearizable reads, two keys of 200, each a read that
-/// spanned a failover and returned the value before the last acknowledged put, while a read that
-/// started after it saw the new value (docs/reliability.md). Until that is found and fixed, run
-/// it with `cargo test -p conflux-loadgen --test kill_cycles -- --ignored`.
-#[test]
-#[ignore = "found stale linearizable reads across failovers under load; under investigation (docs/reliability.md)"]
-fn kills_during_load_keep_the_history_linearizable() {
-    kill_cycles(true);
-}
-
-fn kill_cycles(check_history: bool) {
+fn kill_cycles() {
     let mut root = tempfile::tempdir().expect("tempdir");
     if debugging() {
         root.disable_cleanup(true);
@@ -319,9 +308,7 @@ fn kill_cycles(check_history: bool) {
     let verified = loadgen(&["verify", "--endpoints", &endpoints, "--ack-log", acks.to_str().unwrap()], RUN_LIMIT);
     verified.expect_code(0, "every acknowledged write is readable after the kills");
     let checked = loadgen(&["check", history.to_str().unwrap()], RUN_LIMIT);
-    if check_history {
-        checked.expect_code(0, "the history is linearizable");
-    }
+    checked.expect_code(0, "the history is linearizable");
 
     failovers.sort();
     let median = failovers[failovers.len() / 2];
