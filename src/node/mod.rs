@@ -11,6 +11,7 @@ pub mod config;
 pub mod convert;
 pub mod lease;
 pub mod member;
+pub mod membership;
 pub mod metrics;
 pub mod peer;
 pub mod proto;
@@ -32,6 +33,7 @@ use tonic::Status;
 use self::config::{ClusterState, NodeConfig};
 use self::convert::HeaderInfo;
 use self::member::{Identity, url_string};
+use self::membership::{MemberAnswer, MemberChange};
 use self::metrics::{EngineSample, Metrics, StoreSample};
 use self::peer::{ForwardReply, ForwardRequest, NetworkFactory, Peers, ReadIndexReply};
 use crate::mvcc::{WriteRequest, WriteResponse};
@@ -207,6 +209,28 @@ impl Core {
 
     /// Run `req` on the leader (here or there), within the request timeout.
     async fn forward(&self, req: ForwardRequest) -> Result<(ApplyResult, u64), Status> {
+        match self.ask_leader(req).await? {
+            ForwardReply::Done { result, term } => Ok((result, term)),
+            ForwardReply::Unknown => Err(leader_failed()),
+            ForwardReply::Failed(msg) => Err(Status::unavailable(format!("etcdserver: {msg}"))),
+            other => Err(Status::internal(format!("the leader answered a write with {other:?}"))),
+        }
+    }
+
+    /// Make a membership change on the leader: what it answered, or etcd's error.
+    pub async fn change_members(&self, change: MemberChange) -> Result<MemberAnswer, Status> {
+        match self.ask_leader(ForwardRequest::Member(change)).await? {
+            ForwardReply::Member(Ok(answer)) => Ok(answer),
+            ForwardReply::Member(Err(e)) => Err(e.status()),
+            ForwardReply::Unknown => Err(leader_failed()),
+            ForwardReply::Failed(msg) => Err(Status::unavailable(format!("etcdserver: {msg}"))),
+            other => Err(Status::internal(format!("the leader answered a membership change with {other:?}"))),
+        }
+    }
+
+    /// Hand `req` to the leader (here or there) until one answers as the leader, within the
+    /// request timeout.
+    async fn ask_leader(&self, req: ForwardRequest) -> Result<ForwardReply, Status> {
         let deadline = Instant::now() + self.request_timeout;
         loop {
             let leader = self.leader(deadline).await?;
@@ -236,13 +260,8 @@ impl Core {
                 }
             };
             match reply {
-                ForwardReply::Done { result, term } => return Ok((result, term)),
-                ForwardReply::Lease(_) => return Err(Status::internal("the leader answered a write as a lease query")),
-                ForwardReply::NotLeader { .. } => {
-                    self.settle(deadline, no_leader).await?;
-                }
-                ForwardReply::Unknown => return Err(leader_failed()),
-                ForwardReply::Failed(msg) => return Err(Status::unavailable(format!("etcdserver: {msg}"))),
+                ForwardReply::NotLeader { .. } => self.settle(deadline, no_leader).await?,
+                other => return Ok(other),
             }
         }
     }
@@ -278,7 +297,7 @@ impl Core {
                     tracing::debug!(%msg, "lease query failed");
                     self.settle(deadline, timed_out).await?;
                 }
-                ForwardReply::Done { .. } => {
+                ForwardReply::Done { .. } | ForwardReply::Member(_) => {
                     return Err(Status::internal("the leader answered a lease query as a write"));
                 }
             }
@@ -461,20 +480,23 @@ async fn identity(
             cfg.data_dir.display()
         )));
     }
-    let cluster_id = match cfg.initial_cluster_state {
-        ClusterState::New => flags_cluster,
-        ClusterState::Existing => join_existing(cfg, my_id, peer_tls).await?,
+    let (cluster_id, member_id) = match cfg.initial_cluster_state {
+        ClusterState::New => (flags_cluster, my_id),
+        ClusterState::Existing => join_existing(cfg, &my_peer_urls, peer_tls).await?,
     };
-    Ok((Identity { name: cfg.name.clone(), member_id: my_id, cluster_id, cluster_token: token.clone() }, true))
+    Ok((Identity { name: cfg.name.clone(), member_id, cluster_id, cluster_token: token.clone() }, true))
 }
 
-/// Ask the other members of `--initial-cluster` for the cluster's id, and check this member
-/// was added to it.
+/// Ask the other members of `--initial-cluster` for the cluster's id and for the id MemberAdd
+/// gave this member, found by its peer URLs (as etcd finds it: the id depends on when it was
+/// added, so the joining member cannot compute it).
 async fn join_existing(
     cfg: &NodeConfig,
-    my_id: u64,
+    my_peer_urls: &[String],
     peer_tls: Option<&tonic::transport::ClientTlsConfig>,
-) -> Result<u64, StartError> {
+) -> Result<(u64, u64), StartError> {
+    let mut mine = my_peer_urls.to_vec();
+    mine.sort();
     let mut errors = Vec::new();
     for (name, peer_urls) in &cfg.initial_cluster {
         if *name == cfg.name {
@@ -483,16 +505,23 @@ async fn join_existing(
         for u in peer_urls {
             match peer::hello(&url_string(u), cfg.election_timeout * 2, peer_tls).await {
                 Ok(h) => {
-                    if !h.members.iter().any(|(id, _, _)| *id == my_id) {
+                    let found = h.members.iter().find(|(_, m, _)| {
+                        let mut theirs = m.peer_urls.clone();
+                        theirs.sort();
+                        theirs == mine
+                    });
+                    let Some((id, _, _)) = found else {
                         return Err(StartError::Join(format!(
-                            "member {my_id:x} ({}) is not a member of cluster {:x} (asked {name} at {}); add it \
+                            "no member of cluster {:x} has the peer URLs {} of {} (asked {name} at {}); add it \
                              first with `etcdctl member add`",
-                            cfg.name,
                             h.cluster_id,
+                            my_peer_urls.join(","),
+                            cfg.name,
                             url_string(u)
                         )));
-                    }
-                    return Ok(h.cluster_id);
+                    };
+                    tracing::info!(member = format!("{id:x}"), cluster = format!("{:x}", h.cluster_id), "joining");
+                    return Ok((h.cluster_id, *id));
                 }
                 Err(e) => errors.push(format!("{name} at {}: {e}", url_string(u))),
             }
@@ -770,9 +799,12 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
                     return;
                 }
                 if known.is_some() {
-                    let mut m = me.clone();
-                    m.peer_urls = known.map(|k| k.peer_urls).unwrap_or_default();
-                    match core.forward(ForwardRequest::Publish { id: core.member_id, member: m }).await {
+                    let change = MemberChange::Publish {
+                        id: core.member_id,
+                        name: me.name.clone(),
+                        client_urls: me.client_urls.clone(),
+                    };
+                    match core.change_members(change).await {
                         Ok(_) => tracing::info!(client_urls = ?me.client_urls, "published client URLs"),
                         Err(e) => tracing::debug!(error = %e, "publishing client URLs"),
                     }

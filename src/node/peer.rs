@@ -20,6 +20,7 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::lease::{LeaseAnswer, Leases};
+use super::membership::{self, MemberAnswer, MemberChange, MemberError};
 use super::proto::peer::{self as pb, peer_client::PeerClient, peer_server};
 use crate::mvcc::WriteRequest;
 use crate::state_machine::{SnapshotFile, StateMachine};
@@ -62,7 +63,8 @@ pub struct Hello {
 pub enum ForwardRequest {
     /// A client write.
     Write(WriteRequest),
-    /// Record a member's client URLs (and name) in the membership.
+    /// Record a member's client URLs (and name) in the membership (kept in its place for older
+    /// members; run as [`MemberChange::Publish`]).
     Publish {
         /// The member.
         id: u64,
@@ -81,6 +83,8 @@ pub enum ForwardRequest {
         /// Whether to list the attached keys.
         keys: bool,
     },
+    /// A membership change (etcd's Cluster service).
+    Member(MemberChange),
 }
 
 /// The leader's answer to a [`ForwardRequest`].
@@ -104,6 +108,8 @@ pub enum ForwardReply {
     Failed(String),
     /// The leader's answer to a lease keep-alive or time-to-live.
     Lease(LeaseAnswer),
+    /// The leader's answer to a membership change: done, or refused by etcd's rules.
+    Member(Result<MemberAnswer, MemberError>),
 }
 
 /// The leader's answer to a read-index request.
@@ -598,9 +604,10 @@ pub async fn forward_locally(
     let res = match req {
         ForwardRequest::Write(w) => raft.client_write(w).await,
         ForwardRequest::Publish { id, member } => {
-            let change = openraft::ChangeMembers::SetNodes(std::collections::BTreeMap::from([(id, member)]));
-            raft.change_membership(change, false).await
+            let change = MemberChange::Publish { id, name: member.name, client_urls: member.client_urls };
+            return membership::change_locally(raft, change).await;
         }
+        ForwardRequest::Member(change) => return membership::change_locally(raft, change).await,
         ForwardRequest::LeaseKeepAlive { .. } | ForwardRequest::LeaseTimeToLive { .. } => {
             return lease_locally(raft, sm, leases, req).await;
         }
