@@ -767,14 +767,25 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
             }
         }));
     }
-    // Raft metrics into Prometheus gauges.
+    // Raft metrics into Prometheus gauges; each new membership's peer URLs to the connections
+    // (MemberUpdate moves a member while openraft keeps its replication stream).
     {
         let mut rx = raft.metrics();
         let m = metrics.clone();
+        let peers = peers.clone();
         let mut stop_rx = stop.subscribe();
+        let mut membership_seen = None;
         tokio::spawn(async move {
             loop {
-                m.observe_raft(&rx.borrow_and_update());
+                {
+                    let now = rx.borrow_and_update();
+                    m.observe_raft(&now);
+                    let membership = &now.membership_config;
+                    if membership_seen != Some(*membership.log_id()) {
+                        membership_seen = Some(*membership.log_id());
+                        peers.learn(membership.membership().nodes().map(|(id, n)| (*id, n)));
+                    }
+                }
                 tokio::select! {
                     r = rx.changed() => if r.is_err() { return },
                     _ = stop_rx.wait_for(|s| *s) => return,

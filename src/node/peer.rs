@@ -135,6 +135,9 @@ pub struct Peers {
     /// How to dial https peer URLs (`--peer-trusted-ca-file`, `--peer-cert-file`).
     tls: Option<ClientTlsConfig>,
     channels: Mutex<HashMap<u64, (String, Channel)>>,
+    /// Each member's peer URL in the newest membership seen: it wins over the one a caller
+    /// passes (openraft hands its replication streams the member as it was when they started).
+    known: Mutex<HashMap<u64, String>>,
 }
 
 impl Peers {
@@ -145,7 +148,14 @@ impl Peers {
         election_timeout: Duration,
         tls: Option<ClientTlsConfig>,
     ) -> Arc<Peers> {
-        Arc::new(Peers { cluster_id, heartbeat, election_timeout, tls, channels: Mutex::new(HashMap::new()) })
+        Arc::new(Peers {
+            cluster_id,
+            heartbeat,
+            election_timeout,
+            tls,
+            channels: Mutex::new(HashMap::new()),
+            known: Mutex::new(HashMap::new()),
+        })
     }
 
     /// The connection to member `id` at `url` (made lazily, reused while the URL is the same).
@@ -161,11 +171,26 @@ impl Peers {
         Ok(ch)
     }
 
-    /// A client for member `id` (`member` gives its URLs).
+    /// A client for member `id` (`member` gives its URLs, unless a newer membership moved it).
     pub fn client(&self, id: u64, member: &Member) -> Result<PeerClient<Channel>, Status> {
-        let url =
-            member.peer_urls.first().ok_or_else(|| Status::unavailable(format!("member {id:x} has no peer URL")))?;
+        // Lock order: `known`, then `channels` (in `channel`).
+        let known = self.known.lock();
+        let url = known
+            .get(&id)
+            .or_else(|| member.peer_urls.first())
+            .ok_or_else(|| Status::unavailable(format!("member {id:x} has no peer URL")))?;
         Ok(client(self.channel(id, url)?))
+    }
+
+    /// Take the peer URLs of a new membership (members no longer in it are forgotten).
+    pub fn learn<'a>(&self, members: impl Iterator<Item = (u64, &'a Member)>) {
+        let mut known = self.known.lock();
+        known.clear();
+        for (id, m) in members {
+            if let Some(u) = m.peer_urls.first() {
+                known.insert(id, u.clone());
+            }
+        }
     }
 
     /// A request carrying this cluster's id.
