@@ -1,8 +1,9 @@
 //! Membership changes through etcd's Cluster service, driven by `etcdctl member ...` (Debian's
 //! `etcd-client`) against real `conflux` processes on loopback ports: a 3-member cluster grows to
 //! 4 (a learner added, started from what `etcdctl member add` printed, caught up by snapshot and
-//! log, promoted) and back to 3 (the leader removed) while writes continue, and every
-//! acknowledged write is then readable on every member; MemberUpdate changes a peer URL; bad
+//! log, promoted) and back to 3 (the leader removed, and stopping by itself) while writes
+//! continue, and every acknowledged write is then readable on every member; a member removed
+//! while frozen stops when it returns; MemberUpdate moves a member to another peer URL; bad
 //! requests get etcd's errors and the cluster keeps serving; a member joins over https.
 
 mod common;
@@ -123,6 +124,20 @@ fn wait_until(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) {
     while !done() {
         assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Wait (at most `timeout`) for member `i` to exit by itself; its exit status.
+fn wait_exit(c: &mut Cluster, i: usize, timeout: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + timeout;
+    let p = c.procs[i].as_mut().expect("member is running");
+    loop {
+        if let Some(s) = p.try_wait().unwrap() {
+            c.procs[i] = None;
+            return s;
+        }
+        assert!(Instant::now() < deadline, "member {i} still runs {timeout:?} later; its log:\n{}", c.log(i));
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -273,7 +288,10 @@ fn learner_joins_is_promoted_and_the_leader_leaves_under_writes() {
     let eps = endpoints(&c, &rest);
     let out = ok(etcdctl(&eps, &["member", "remove", &leader_id]), "member remove");
     assert!(out.contains(&format!("Member {leader_id} removed")), "member remove printed {out:?}");
-    c.terminate(leader);
+    // The removed member stops by itself, as etcd's does.
+    let status = wait_exit(&mut c, leader, Duration::from_secs(20));
+    assert!(status.success(), "the removed member exited with {status}");
+    assert!(c.log(leader).contains("permanently removed"), "{}", c.log(leader));
     writer.wait_acked(200, Duration::from_secs(60));
     let (acked, failed) = writer.stop();
     let list = member_list(&ok(etcdctl(&eps, &["member", "list"]), "member list"));
@@ -373,6 +391,30 @@ fn bad_requests_get_etcds_errors_and_the_cluster_keeps_serving() {
     assert_eq!(got.lines().filter(|l| !l.is_empty()).count(), 12, "{got}");
     let list = member_list(&ok(etcdctl(&eps, &["member", "list"]), "member list"));
     assert!(list.iter().any(|r| r.0 == ids[1] && r.3 == moved && r.1 == "started"), "{list:?}");
+}
+
+#[test]
+fn a_member_removed_while_stopped_stops_when_it_returns() {
+    let mut c = Cluster::start(3, &[]);
+    let leader = c.wait_leader(None);
+    let gone = (leader + 1) % 3;
+    let stay = (leader + 2) % 3;
+    let id = format!("{:x}", c.member_id(gone).unwrap());
+    let pid = c.procs[gone].as_ref().unwrap().id().to_string();
+    // Frozen, it never receives the membership without it (the leader stops replicating to it
+    // as soon as that membership is appended).
+    assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    let eps = endpoints(&c, &[leader, stay]);
+    ok(etcdctl(&eps, &["member", "remove", &id]), "member remove");
+    ok(etcdctl(&eps, &["put", "after", "v"]), "put after the removal");
+    assert!(std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    let status = wait_exit(&mut c, gone, Duration::from_secs(30));
+    assert!(status.success(), "the removed member exited with {status}");
+    let log = c.log(gone);
+    assert!(log.contains("permanently removed") && log.contains("removed while cut off"), "{log}");
+    let list = member_list(&ok(etcdctl(&eps, &["member", "list"]), "member list"));
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(ok(etcdctl(&eps, &["get", "after", "--print-value-only"]), "get").trim(), "v");
 }
 
 #[test]

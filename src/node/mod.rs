@@ -15,6 +15,7 @@ pub mod membership;
 pub mod metrics;
 pub mod peer;
 pub mod proto;
+pub mod removal;
 pub mod tls;
 pub mod watch_api;
 
@@ -40,6 +41,8 @@ use crate::mvcc::{WriteRequest, WriteResponse};
 use crate::state_machine::{SmConfig, StateMachine};
 use crate::types::{ApplyResult, LogStore, Member, TypeConfig};
 
+/// How long a removed member keeps running (handing leadership over) before it stops.
+const REMOVED_GRACE: Duration = Duration::from_secs(1);
 /// gRPC framing allowance on top of `--max-request-bytes` (as etcd allows).
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 /// Room for an entry's own fields on top of the request it carries.
@@ -297,7 +300,7 @@ impl Core {
                     tracing::debug!(%msg, "lease query failed");
                     self.settle(deadline, timed_out).await?;
                 }
-                ForwardReply::Done { .. } | ForwardReply::Member(_) => {
+                ForwardReply::Done { .. } | ForwardReply::Member(_) | ForwardReply::Committed { .. } => {
                     return Err(Status::internal("the leader answered a lease query as a write"));
                 }
             }
@@ -933,9 +936,17 @@ pub async fn run(cfg: NodeConfig) -> Result<(), StartError> {
             }
         }
     };
+    let removed = removal::removed(node.core.clone());
     let fatal = tokio::select! {
         _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); None }
         _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); None }
+        _ = removed => {
+            // As etcd does. A removed leader hands leadership over first (openraft steps it down
+            // shortly after the change commits); the pause lets that happen.
+            tracing::warn!("the member has been permanently removed from the cluster; shutting down");
+            tokio::time::sleep(REMOVED_GRACE).await;
+            None
+        }
         f = fatal => {
             // A failed log write or sync poisons the store: nothing more can be made durable
             // here, so the member stops (non-zero exit) rather than serve without Raft. Nothing

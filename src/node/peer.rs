@@ -24,7 +24,7 @@ use super::membership::{self, MemberAnswer, MemberChange, MemberError};
 use super::proto::peer::{self as pb, peer_client::PeerClient, peer_server};
 use crate::mvcc::WriteRequest;
 use crate::state_machine::{SnapshotFile, StateMachine};
-use crate::types::{ApplyResult, Member, SnapshotMeta, TypeConfig};
+use crate::types::{ApplyResult, LogId, Member, SnapshotMeta, TypeConfig};
 
 /// The metadata key carrying the sender's cluster id (hex).
 const CLUSTER_HEADER: &str = "conflux-cluster-id";
@@ -85,6 +85,9 @@ pub enum ForwardRequest {
     },
     /// A membership change (etcd's Cluster service).
     Member(MemberChange),
+    /// The newest membership the asked member knows committed (answered by any member; a member
+    /// asks to learn whether it was removed while cut off, [`super::removal`]).
+    CommittedMembership,
 }
 
 /// The leader's answer to a [`ForwardRequest`].
@@ -110,6 +113,13 @@ pub enum ForwardReply {
     Lease(LeaseAnswer),
     /// The leader's answer to a membership change: done, or refused by etcd's rules.
     Member(Result<MemberAnswer, MemberError>),
+    /// A member's newest committed membership: its log id and member ids.
+    Committed {
+        /// Where it is in the log.
+        log_id: Option<LogId>,
+        /// Every member in it, voters and learners.
+        members: Vec<u64>,
+    },
 }
 
 /// The leader's answer to a read-index request.
@@ -633,6 +643,11 @@ pub async fn forward_locally(
             return membership::change_locally(raft, change).await;
         }
         ForwardRequest::Member(change) => return membership::change_locally(raft, change).await,
+        ForwardRequest::CommittedMembership => {
+            let m = raft.metrics().borrow_watched().committed_membership_config.clone();
+            let members = m.membership().nodes().map(|(id, _)| *id).collect();
+            return ForwardReply::Committed { log_id: *m.log_id(), members };
+        }
         ForwardRequest::LeaseKeepAlive { .. } | ForwardRequest::LeaseTimeToLive { .. } => {
             return lease_locally(raft, sm, leases, req).await;
         }
