@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use openraft::Instant as _;
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::{ChangeMembers, Membership, Precondition, Raft};
@@ -81,6 +82,9 @@ pub struct MemberAnswer {
     pub members: Vec<Listed>,
     /// The term the change committed in.
     pub term: u64,
+    /// The change's log index (the member that took the request answers once it applied it, so
+    /// its own member list shows the change, as etcd's does).
+    pub index: u64,
 }
 
 /// Why a change was refused; the messages are etcd's.
@@ -110,15 +114,22 @@ pub enum MemberError {
     /// Too few started voters would remain for a quorum (removing the last voter, say).
     #[error("etcdserver: re-configuration failed due to not enough started members")]
     NotEnoughStarted,
+    /// A voter is unreachable, so adding a member, or removing a reachable voter, could leave the
+    /// cluster without a working quorum.
+    #[error("etcdserver: unhealthy cluster")]
+    Unhealthy,
 }
 
 impl MemberError {
-    /// The gRPC status etcd answers with.
+    /// The gRPC status etcd 3.4 answers with (checked side by side, `tests/etcd_compat.rs`).
     pub fn status(&self) -> Status {
         let text = self.to_string();
         match self {
             MemberError::BadUrl(_) => Status::invalid_argument(text),
             MemberError::NotFound => Status::not_found(text),
+            MemberError::Unhealthy => Status::unavailable(text),
+            // etcd 3.4 has no gRPC code for this one: its clients see `Unknown`.
+            MemberError::NotEnoughStarted => Status::unknown(text),
             _ => Status::failed_precondition(text),
         }
     }
@@ -155,6 +166,8 @@ pub struct View {
     pub matched: BTreeMap<u64, u64>,
     /// The leader's last log index.
     pub last_index: u64,
+    /// Members the leader heard from within an election timeout (the leader among them).
+    pub active: BTreeSet<u64>,
     /// `--initial-cluster-token` (part of a new member's id).
     pub token: String,
     /// Seconds since the epoch (part of a new member's id).
@@ -230,12 +243,24 @@ pub fn plan(view: &View, change: &MemberChange) -> Result<Plan, MemberError> {
     let quorum = |voters: usize| voters / 2 + 1;
     match change {
         MemberChange::Add { peer_urls, learner } => {
-            if view.url_taken(peer_urls, None) {
-                return Err(MemberError::PeerUrlExists);
+            // etcd's order: quorum checks before the request is proposed, the rest when applied.
+            if !learner {
+                // The new voter is not started; a lone started voter may still add a second one.
+                let started = view.voters.iter().filter(|v| view.started(**v)).count();
+                let after = view.voters.len() + 1;
+                if !(started == 1 && after == 2) && started < quorum(after) {
+                    return Err(MemberError::NotEnoughStarted);
+                }
+            }
+            if !view.voters.is_subset(&view.active) {
+                return Err(MemberError::Unhealthy);
             }
             let id = member::added_member_id(peer_urls, &view.token, view.now_secs);
             if view.nodes.contains_key(&id) {
                 return Err(MemberError::IdExists);
+            }
+            if view.url_taken(peer_urls, None) {
+                return Err(MemberError::PeerUrlExists);
             }
             let node = Member { name: String::new(), peer_urls: peer_urls.clone(), client_urls: Vec::new() };
             if *learner {
@@ -244,12 +269,6 @@ pub fn plan(view: &View, change: &MemberChange) -> Result<Plan, MemberError> {
                     return Err(MemberError::TooManyLearners);
                 }
                 return Ok(Plan { id, step: Step::Nodes(ChangeMembers::AddNodes(BTreeMap::from([(id, node)]))) });
-            }
-            // The new voter is not started; a lone started voter may still add a second one.
-            let started = view.voters.iter().filter(|v| view.started(**v)).count();
-            let after = view.voters.len() + 1;
-            if !(started == 1 && after == 2) && started < quorum(after) {
-                return Err(MemberError::NotEnoughStarted);
             }
             Ok(Plan { id, step: view.voters_step(Some(id), None, Some(node)) })
         }
@@ -264,6 +283,12 @@ pub fn plan(view: &View, change: &MemberChange) -> Result<Plan, MemberError> {
             let started = rest.iter().filter(|v| view.started(**v)).count();
             if rest.is_empty() || started < quorum(rest.len()) {
                 return Err(MemberError::NotEnoughStarted);
+            }
+            // Removing an unreachable voter never costs a working member; removing a reachable
+            // one must leave a quorum of the voters reachable.
+            let reachable = view.voters.intersection(&view.active).count();
+            if view.active.contains(id) && reachable - 1 < quorum(view.voters.len() - 1) {
+                return Err(MemberError::Unhealthy);
             }
             Ok(Plan { id: *id, step: view.voters_step(None, Some(*id), None) })
         }
@@ -319,9 +344,18 @@ fn view(raft: &Raft<TypeConfig, StateMachine>) -> Option<(View, openraft::alias:
         .map(|r| r.iter().map(|(id, l)| (*id, l.as_ref().map_or(0, |l| l.index))).collect())
         .unwrap_or_default();
     matched.insert(me, last_index);
+    let window = Duration::from_millis(raft.config().election_timeout_max);
+    let mut active: BTreeSet<u64> = m
+        .heartbeat
+        .as_ref()
+        .map(|h| {
+            h.iter().filter(|(_, t)| t.as_ref().is_some_and(|t| t.elapsed() <= window)).map(|(id, _)| *id).collect()
+        })
+        .unwrap_or_default();
+    active.insert(me);
     let now_secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let token = raft.config().cluster_name.clone();
-    Some((View { voters, nodes, matched, last_index, token, now_secs }, stored))
+    Some((View { voters, nodes, matched, last_index, active, token, now_secs }, stored))
 }
 
 /// Run a membership change on this member (which the sender believes is the leader).
@@ -352,7 +386,8 @@ pub async fn change_locally(raft: &Raft<TypeConfig, StateMachine>, change: Membe
                     }
                     None => view.listed(),
                 };
-                let answer = MemberAnswer { id: plan.id, members, term: r.log_id.leader_id.term };
+                let answer =
+                    MemberAnswer { id: plan.id, members, term: r.log_id.leader_id.term, index: r.log_id.index };
                 return ForwardReply::Member(Ok(answer));
             }
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
@@ -402,6 +437,7 @@ mod tests {
             nodes,
             matched,
             last_index: 100,
+            active: BTreeSet::from([1, 2, 3, 4]),
             token: "t".into(),
             now_secs: 1_700_000_000,
         }
@@ -466,6 +502,21 @@ mod tests {
         assert!(!nodes.contains_key(&3) && nodes.contains_key(&4));
         let p = plan(&v, &MemberChange::Remove { id: 4 }).unwrap();
         assert_eq!(p.step, Step::Nodes(ChangeMembers::RemoveNodes([4].into())));
+    }
+
+    #[test]
+    fn an_unreachable_voter_blocks_adds_and_removals_of_reachable_voters() {
+        let mut v = view(None);
+        v.active.remove(&3);
+        assert_eq!(plan(&v, &add("http://10.0.0.5:2380", true)), Err(MemberError::Unhealthy));
+        assert_eq!(plan(&v, &add("http://10.0.0.5:2380", false)), Err(MemberError::Unhealthy));
+        assert_eq!(MemberError::Unhealthy.status().code(), tonic::Code::Unavailable);
+        // Removing reachable 2 would leave 1 of 2 reachable; removing unreachable 3 is fine.
+        assert_eq!(plan(&v, &MemberChange::Remove { id: 2 }), Err(MemberError::Unhealthy));
+        assert!(plan(&v, &MemberChange::Remove { id: 3 }).is_ok());
+        // Updates, promotions and learner removals are not held up.
+        let update = MemberChange::Update { id: 3, peer_urls: vec!["http://10.0.0.9:2380".into()] };
+        assert!(plan(&v, &update).is_ok());
     }
 
     #[test]

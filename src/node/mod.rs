@@ -222,8 +222,17 @@ impl Core {
 
     /// Make a membership change on the leader: what it answered, or etcd's error.
     pub async fn change_members(&self, change: MemberChange) -> Result<MemberAnswer, Status> {
+        let deadline = Instant::now() + self.request_timeout;
         match self.ask_leader(ForwardRequest::Member(change)).await? {
-            ForwardReply::Member(Ok(answer)) => Ok(answer),
+            ForwardReply::Member(Ok(answer)) => {
+                // A member the change removed never receives it.
+                if answer.members.iter().any(|(id, _, _)| *id == self.member_id) {
+                    tokio::time::timeout_at(deadline.into(), self.sm.wait_applied(answer.index))
+                        .await
+                        .map_err(|_| timed_out())?;
+                }
+                Ok(answer)
+            }
             ForwardReply::Member(Err(e)) => Err(e.status()),
             ForwardReply::Unknown => Err(leader_failed()),
             ForwardReply::Failed(msg) => Err(Status::unavailable(format!("etcdserver: {msg}"))),
