@@ -253,7 +253,11 @@ impl Core {
                     Err(_) => return Err(timed_out()),
                 }
             } else {
-                let member = self.member(leader).ok_or_else(no_leader)?;
+                let Some(member) = self.member(leader) else {
+                    // A leader the membership no longer lists: it was removed and is handing over.
+                    self.settle(deadline, no_leader).await?;
+                    continue;
+                };
                 let mut client = self.peers.client(leader, &member)?;
                 let call = client.forward(self.peers.request(peer::encode(&req)));
                 match tokio::time::timeout_at(deadline.into(), call).await {
@@ -287,7 +291,11 @@ impl Core {
                 let local = peer::forward_locally(&self.raft, &self.sm, &self.leases, req.clone());
                 tokio::time::timeout_at(deadline.into(), local).await.map_err(|_| timed_out())?
             } else {
-                let member = self.member(leader).ok_or_else(no_leader)?;
+                let Some(member) = self.member(leader) else {
+                    // A leader the membership no longer lists: it was removed and is handing over.
+                    self.settle(deadline, no_leader).await?;
+                    continue;
+                };
                 let mut client = self.peers.client(leader, &member)?;
                 let call = client.forward(self.peers.request(peer::encode(&req)));
                 match tokio::time::timeout_at(deadline.into(), call).await {
@@ -337,7 +345,11 @@ impl Core {
                     },
                 }
             } else {
-                let member = self.member(leader).ok_or_else(no_leader)?;
+                let Some(member) = self.member(leader) else {
+                    // A leader the membership no longer lists: it was removed and is handing over.
+                    self.settle(deadline, no_leader).await?;
+                    continue;
+                };
                 let mut client = self.peers.client(leader, &member)?;
                 let call = client.read_index(self.peers.request(proto::peer::Payload::default()));
                 match tokio::time::timeout_at(deadline.into(), call).await {
@@ -469,10 +481,10 @@ async fn identity(
                 cfg.name
             )));
         }
-        if cfg.initial_cluster_given
-            && cfg.initial_cluster_state == ClusterState::New
-            && (flags_cluster != id.cluster_id || my_id != id.member_id)
-        {
+        // Only the member's own id is compared: once members were added or removed, an
+        // --initial-cluster kept up to date with the membership describes another initial
+        // cluster (and cluster id) than the one this member was created in.
+        if cfg.initial_cluster_given && cfg.initial_cluster_state == ClusterState::New && my_id != id.member_id {
             return Err(StartError::Identity(format!(
                 "data dir {} belongs to member {:x} of cluster {:x}, but --initial-cluster (token {:?}) describes \
                  member {:x} of cluster {:x}",

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use futures_util::{Stream, StreamExt};
 use openraft::Raft;
 use openraft::async_runtime::WatchReceiver;
@@ -147,7 +148,7 @@ pub struct Peers {
     channels: Mutex<HashMap<u64, (String, Channel)>>,
     /// Each member's peer URL in the newest membership seen: it wins over the one a caller
     /// passes (openraft hands its replication streams the member as it was when they started).
-    known: Mutex<HashMap<u64, String>>,
+    known: ArcSwap<HashMap<u64, String>>,
 }
 
 impl Peers {
@@ -164,7 +165,7 @@ impl Peers {
             election_timeout,
             tls,
             channels: Mutex::new(HashMap::new()),
-            known: Mutex::new(HashMap::new()),
+            known: ArcSwap::from_pointee(HashMap::new()),
         })
     }
 
@@ -183,8 +184,7 @@ impl Peers {
 
     /// A client for member `id` (`member` gives its URLs, unless a newer membership moved it).
     pub fn client(&self, id: u64, member: &Member) -> Result<PeerClient<Channel>, Status> {
-        // Lock order: `known`, then `channels` (in `channel`).
-        let known = self.known.lock();
+        let known = self.known.load();
         let url = known
             .get(&id)
             .or_else(|| member.peer_urls.first())
@@ -194,13 +194,8 @@ impl Peers {
 
     /// Take the peer URLs of a new membership (members no longer in it are forgotten).
     pub fn learn<'a>(&self, members: impl Iterator<Item = (u64, &'a Member)>) {
-        let mut known = self.known.lock();
-        known.clear();
-        for (id, m) in members {
-            if let Some(u) = m.peer_urls.first() {
-                known.insert(id, u.clone());
-            }
-        }
+        let known = members.filter_map(|(id, m)| Some((id, m.peer_urls.first()?.clone()))).collect();
+        self.known.store(Arc::new(known));
     }
 
     /// A request carrying this cluster's id.
