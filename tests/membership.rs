@@ -141,6 +141,17 @@ fn wait_exit(c: &mut Cluster, i: usize, timeout: Duration) -> std::process::Exit
     }
 }
 
+/// Member `i`'s `/metrics` text.
+fn scrape(c: &Cluster, i: usize) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", c.members[i].metrics_port)).expect("metrics port");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read /metrics");
+    text
+}
+
 /// Writes `w/<n>` in a loop through a rotating set of members; records every acknowledged key.
 struct Writer {
     stop: Arc<AtomicBool>,
@@ -275,7 +286,13 @@ fn learner_joins_is_promoted_and_the_leader_leaves_under_writes() {
     c.spawn_env(new, &joiner_args(&c, new, &extra), &env);
     c.wait_ready(new);
     assert_eq!(c.member_id(new).map(|id| format!("{id:x}")), Some(added.id.clone()));
+    wait_until(Duration::from_secs(10), "the learner's metrics", || {
+        scrape(&c, new).contains("\netcd_server_is_learner 1\n")
+    });
     promote(&eps, &added.id, etcdctl);
+    wait_until(Duration::from_secs(10), "the promoted member's metrics", || {
+        scrape(&c, new).contains("\netcd_server_is_learner 0\n")
+    });
     let list = member_list(&ok(etcdctl(&eps, &["member", "list"]), "member list"));
     assert!(list.iter().all(|r| !r.4), "a learner is left after the promotion: {list:?}");
     wait_until(Duration::from_secs(10), "the new member publishes its name", || {
