@@ -522,6 +522,9 @@ async fn join_existing(
     let mut mine = my_peer_urls.to_vec();
     mine.sort();
     let mut errors = Vec::new();
+    // Members that answered without listing this one (one may not have applied the MemberAdd
+    // yet: ask the others before giving up).
+    let mut without_me = Vec::new();
     for (name, peer_urls) in &cfg.initial_cluster {
         if *name == cfg.name {
             continue;
@@ -535,14 +538,8 @@ async fn join_existing(
                         theirs == mine
                     });
                     let Some((id, _, _)) = found else {
-                        return Err(StartError::Join(format!(
-                            "no member of cluster {:x} has the peer URLs {} of {} (asked {name} at {}); add it \
-                             first with `etcdctl member add`",
-                            h.cluster_id,
-                            my_peer_urls.join(","),
-                            cfg.name,
-                            url_string(u)
-                        )));
+                        without_me.push(format!("{name} at {} (cluster {:x})", url_string(u), h.cluster_id));
+                        continue;
                     };
                     tracing::info!(member = format!("{id:x}"), cluster = format!("{:x}", h.cluster_id), "joining");
                     return Ok((h.cluster_id, *id));
@@ -550,6 +547,14 @@ async fn join_existing(
                 Err(e) => errors.push(format!("{name} at {}: {e}", url_string(u))),
             }
         }
+    }
+    if !without_me.is_empty() {
+        return Err(StartError::Join(format!(
+            "no member of the cluster has the peer URLs {} of {} (asked {}); add it first with `etcdctl member add`",
+            my_peer_urls.join(","),
+            cfg.name,
+            without_me.join(", ")
+        )));
     }
     Err(StartError::Join(format!("no member of --initial-cluster answered: {}", errors.join("; "))))
 }
