@@ -166,7 +166,7 @@ pub struct View {
     pub matched: BTreeMap<u64, u64>,
     /// The leader's last log index.
     pub last_index: u64,
-    /// Members the leader heard from within an election timeout (the leader among them).
+    /// Members the leader heard from within the longest election timeout (the leader among them).
     pub active: BTreeSet<u64>,
     /// `--initial-cluster-token` (part of a new member's id).
     pub token: String,
