@@ -4,7 +4,8 @@
 //! log, promoted) and back to 3 (the leader removed, and stopping by itself) while writes
 //! continue, and every acknowledged write is then readable on every member; a member removed
 //! while frozen stops when it returns; MemberUpdate moves a member to another peer URL; bad
-//! requests get etcd's errors and the cluster keeps serving; a member joins over https.
+//! requests get etcd's errors and the cluster keeps serving; members join over https (a learner
+//! promoted, then a voter added directly).
 
 mod common;
 
@@ -535,19 +536,35 @@ fn a_member_joins_over_https() {
     assert!(peer_url.starts_with("https://"));
     let added =
         parse_added(&ok(tls(&ep, &["member", "add", "m1", &format!("--peer-urls={peer_url}"), "--learner"]), "add"));
-    let mut args = joiner_args(&c, new, &flag_refs);
-    for (k, v) in added.env.iter() {
-        let flag = format!("--{}", k.trim_start_matches("ETCD_").to_ascii_lowercase().replace('_', "-"));
-        args.extend([flag, v.clone()]);
-    }
-    c.spawn_with(new, &args);
-    c.wait_ready(new);
+    // The printed settings as flags this time.
+    let start = |c: &mut Cluster, i: usize, added: &Added| {
+        let mut args = joiner_args(c, i, &flag_refs);
+        for (k, v) in added.env.iter() {
+            let flag = format!("--{}", k.trim_start_matches("ETCD_").to_ascii_lowercase().replace('_', "-"));
+            args.extend([flag, v.clone()]);
+        }
+        c.spawn_with(i, &args);
+        c.wait_ready(i);
+    };
+    start(&mut c, new, &added);
     promote(&ep, &added.id, tls);
     let joined = c.members[new].client_url();
     assert_eq!(ok(tls(&joined, &["get", "before", "--print-value-only"]), "get on the new member").trim(), "v");
     assert_eq!(ok(tls(&joined, &["put", "after", "v"]), "put on the new member").trim(), "OK");
     assert_eq!(ok(tls(&ep, &["get", "after", "--print-value-only"]), "get").trim(), "v");
-    let list = member_list(&ok(tls(&ep, &["member", "list"]), "member list"));
-    assert_eq!(list.len(), 2, "{list:?}");
+
+    // A third member added as a voter straight away (2 of the 3 commit the change).
+    let third = add_spec(&mut c, "m2");
+    let peer_url = c.members[third].peer_url();
+    let added = parse_added(&ok(tls(&joined, &["member", "add", "m2", &format!("--peer-urls={peer_url}")]), "add"));
+    start(&mut c, third, &added);
+    let last = c.members[third].client_url();
+    assert_eq!(ok(tls(&last, &["get", "after", "--print-value-only"]), "get on the third member").trim(), "v");
+    let list = member_list(&ok(tls(&joined, &["member", "list"]), "member list"));
+    assert_eq!(list.len(), 3, "{list:?}");
     assert!(list.iter().all(|r| r.3.starts_with("https://") && !r.4), "{list:?}");
+    // Any two of the three now make a quorum: without the first member, writes go on.
+    c.terminate(0);
+    assert_eq!(ok(tls(&last, &["put", "without-m0", "v"]), "put without the first member").trim(), "OK");
+    assert_eq!(ok(tls(&joined, &["get", "without-m0", "--print-value-only"]), "get").trim(), "v");
 }
