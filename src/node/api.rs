@@ -1,7 +1,8 @@
 //! The etcd v3 gRPC services a client talks to: KV, Lease, Cluster (member list and changes,
-//! [`super::membership`]) and Maintenance (Status); Watch is in [`super::watch_api`]. Reads are served from this member's store (after
-//! a read index unless `serializable`); writes go through Raft, forwarded to the leader when this
-//! member is not; lease keep-alives and time-to-live go to the leader, which keeps lease clocks.
+//! [`super::membership`]) and Maintenance (Status); Watch is in [`super::watch_api`]. Reads are
+//! served from this member's store (after a read index unless `serializable`); writes go through
+//! Raft, forwarded to the leader when this member is not; lease keep-alives and time-to-live go to
+//! the leader, which keeps lease clocks.
 
 use std::sync::Arc;
 
