@@ -167,7 +167,7 @@ fn startup_errors_name_what_is_wrong() {
     c.wait_ready(0);
     let out = run_conflux(&args);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("is not a member of cluster"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("has the peer URLs") && stderr(&out).contains("member add"), "{}", stderr(&out));
 
     // The original member still has its data.
     rt().block_on(async {

@@ -1,7 +1,9 @@
-//! The etcd v3 gRPC services a client talks to: KV, Lease, Cluster (MemberList) and Maintenance
-//! (Status, Snapshot, Defragment; their disk work in [`super::maintenance`]); Watch is in [`super::watch_api`]. Reads are served from this member's store (after
-//! a read index unless `serializable`); writes go through Raft, forwarded to the leader when this
-//! member is not; lease keep-alives and time-to-live go to the leader, which keeps lease clocks.
+//! The etcd v3 gRPC services a client talks to: KV, Lease, Cluster (member list and changes,
+//! [`super::membership`]) and Maintenance (Status, Snapshot, Defragment, Alarm, HashKV; their disk
+//! work in [`super::maintenance`]); Watch is in [`super::watch_api`]. Reads are served from this
+//! member's store (after a read index unless `serializable`); writes go through Raft, forwarded to
+//! the leader when this member is not; lease keep-alives and time-to-live go to the leader, which
+//! keeps lease clocks.
 
 use std::sync::Arc;
 
@@ -12,12 +14,14 @@ use tonic::{Request, Response, Status};
 use super::Core;
 use super::convert::{self, HeaderInfo};
 use super::lease::LeaseAnswer;
+use super::membership::{self, Listed, MemberAnswer, MemberChange};
 use super::peer::ForwardRequest;
 use super::proto::etcdserverpb::{self as pb, cluster_server, kv_server, lease_server, maintenance_server};
 use crate::mvcc::{
     AlarmAction, AlarmMember, AlarmRequest, AlarmType, LeaseGrantRequest, LeaseRevokeRequest, WriteRequest,
     WriteResponse,
 };
+use crate::types::Member;
 
 /// The etcd API version conflux's answers follow (reported by Status).
 pub const ETCD_API_VERSION: &str = "3.4.0";
@@ -321,24 +325,72 @@ where
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
 }
 
+/// Members as etcd lists them.
+fn proto_members(members: Vec<Listed>) -> Vec<pb::Member> {
+    members.into_iter().map(proto_member).collect()
+}
+
+fn proto_member((id, m, learner): Listed) -> pb::Member {
+    pb::Member { id, name: m.name, peer_ur_ls: m.peer_urls, client_ur_ls: m.client_urls, is_learner: learner }
+}
+
+impl EtcdApi {
+    /// Make `change` on the leader; the answer and the header to send with it.
+    async fn change_members(&self, change: MemberChange) -> Result<(MemberAnswer, pb::ResponseHeader), Status> {
+        let answer = self.core.change_members(change).await?;
+        let mut h = self.core.header();
+        h.raft_term = h.raft_term.max(answer.term);
+        let header = h.header(self.core.revision());
+        Ok((answer, header))
+    }
+}
+
 #[tonic::async_trait]
 impl cluster_server::Cluster for EtcdApi {
+    async fn member_add(&self, r: Request<pb::MemberAddRequest>) -> Result<Response<pb::MemberAddResponse>, Status> {
+        let r = r.into_inner();
+        let peer_urls = membership::peer_urls(&r.peer_ur_ls).map_err(|e| e.status())?;
+        let change = MemberChange::Add { peer_urls: peer_urls.clone(), learner: r.is_learner };
+        let (answer, header) = self.change_members(change).await?;
+        let added = Member { name: String::new(), peer_urls, client_urls: Vec::new() };
+        Ok(Response::new(pb::MemberAddResponse {
+            header: Some(header),
+            member: Some(proto_member((answer.id, added, r.is_learner))),
+            members: proto_members(answer.members),
+        }))
+    }
+
+    async fn member_remove(
+        &self,
+        r: Request<pb::MemberRemoveRequest>,
+    ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
+        let (answer, header) = self.change_members(MemberChange::Remove { id: r.into_inner().id }).await?;
+        Ok(Response::new(pb::MemberRemoveResponse { header: Some(header), members: proto_members(answer.members) }))
+    }
+
+    async fn member_update(
+        &self,
+        r: Request<pb::MemberUpdateRequest>,
+    ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
+        let r = r.into_inner();
+        let peer_urls = membership::peer_urls(&r.peer_ur_ls).map_err(|e| e.status())?;
+        let (answer, header) = self.change_members(MemberChange::Update { id: r.id, peer_urls }).await?;
+        Ok(Response::new(pb::MemberUpdateResponse { header: Some(header), members: proto_members(answer.members) }))
+    }
+
+    async fn member_promote(
+        &self,
+        r: Request<pb::MemberPromoteRequest>,
+    ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
+        let (answer, header) = self.change_members(MemberChange::Promote { id: r.into_inner().id }).await?;
+        Ok(Response::new(pb::MemberPromoteResponse { header: Some(header), members: proto_members(answer.members) }))
+    }
+
     async fn member_list(&self, r: Request<pb::MemberListRequest>) -> Result<Response<pb::MemberListResponse>, Status> {
         if r.get_ref().linearizable {
             self.core.linearize().await?;
         }
-        let members = self
-            .core
-            .members()
-            .into_iter()
-            .map(|(id, m, learner)| pb::Member {
-                id,
-                name: m.name,
-                peer_ur_ls: m.peer_urls,
-                client_ur_ls: m.client_urls,
-                is_learner: learner,
-            })
-            .collect();
+        let members = proto_members(self.core.members());
         let h = self.core.header();
         Ok(Response::new(pb::MemberListResponse { header: Some(h.header(self.core.revision())), members }))
     }

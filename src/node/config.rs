@@ -1388,6 +1388,12 @@ fn check_url(raw: &str, role: UrlRole) -> Result<Url, String> {
     }
 }
 
+/// One URL other machines dial (a peer URL given to MemberAdd or MemberUpdate), checked as
+/// `--initial-advertise-peer-urls` is; the error names the URL.
+pub fn check_advertised_url(raw: &str) -> Result<Url, String> {
+    check_url(raw, UrlRole::Advertise)
+}
+
 /// Whether `http://host:port...` text writes a port after the host.
 fn has_explicit_port(raw: &str) -> bool {
     let rest = raw.split_once("://").map_or(raw, |(_, rest)| rest);

@@ -31,6 +31,19 @@ pub fn member_id(peer_urls: &[String], token: &str) -> u64 {
     first_u64(&h.finalize())
 }
 
+/// The id MemberAdd gives a new member: like [`member_id`], with the time of the request (seconds
+/// since the epoch, in decimal) after the token — etcd's rule, so adding the same URLs again
+/// later (after a removal) gives another id.
+pub fn added_member_id(peer_urls: &[String], token: &str, now_secs: u64) -> u64 {
+    let mut urls = peer_urls.to_vec();
+    urls.sort();
+    let mut h = Sha1::new();
+    h.update(urls.concat().as_bytes());
+    h.update(token.as_bytes());
+    h.update(now_secs.to_string().as_bytes());
+    first_u64(&h.finalize())
+}
+
 /// A cluster's id: the first 8 bytes of SHA-1 over its sorted member ids (8 bytes big-endian
 /// each) — etcd's rule.
 pub fn cluster_id(member_ids: &[u64]) -> u64 {
@@ -135,6 +148,9 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, member_id(&["http://10.0.0.1:2380".into(), "http://10.0.0.2:2380".into()], "u"));
         assert_eq!(cluster_id(&[3, 1, 2]), cluster_id(&[1, 2, 3]));
+        let urls = ["http://10.0.0.1:2380".to_string()];
+        assert_ne!(added_member_id(&urls, "t", 1), added_member_id(&urls, "t", 2));
+        assert_ne!(added_member_id(&urls, "t", 1), member_id(&urls, "t"));
         assert_ne!(cluster_id(&[1, 2]), cluster_id(&[1, 2, 3]));
         // etcd's default single member: `default=http://localhost:2380`, token `etcd-cluster`.
         assert_eq!(member_id(&["http://localhost:2380".into()], "etcd-cluster"), 0x8e9e05c52164694d);

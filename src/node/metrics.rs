@@ -81,6 +81,8 @@ pub struct RaftSample {
     pub leader: Option<u64>,
     /// Whether this node is the leader.
     pub is_leader: bool,
+    /// Whether this node is a learner (a member without a vote).
+    pub is_learner: bool,
     /// Index of the last entry in this node's log (0 when empty).
     pub last_log_index: u64,
     /// Index of the last entry this node knows committed.
@@ -173,6 +175,8 @@ pub struct Metrics {
     pub has_leader: IntGauge,
     /// `etcd_server_is_leader`: 1 while this node leads.
     pub is_leader: IntGauge,
+    /// `etcd_server_is_learner`: 1 while this node is a learner.
+    pub is_learner: IntGauge,
     /// `etcd_server_leader_changes_seen_total`.
     pub leader_changes: IntCounter,
     /// `etcd_server_proposals_committed_total`: the commit index (a gauge, as in etcd).
@@ -259,6 +263,10 @@ impl Metrics {
             is_leader: int_gauge(
                 "etcd_server_is_leader",
                 "Whether or not this member is a leader. 1 if is, 0 otherwise.",
+            ),
+            is_learner: int_gauge(
+                "etcd_server_is_learner",
+                "Whether or not this member is a learner. 1 if is, 0 otherwise.",
             ),
             leader_changes: int_counter("etcd_server_leader_changes_seen_total", "The number of leader changes seen."),
             proposals_committed: int_gauge(
@@ -356,6 +364,11 @@ impl Metrics {
             term: m.current_term,
             leader: m.current_leader,
             is_leader,
+            // As Status reports it: listed in the membership, without a vote.
+            is_learner: {
+                let membership = m.membership_config.membership();
+                membership.get_node(&m.id).is_some() && !membership.voter_ids().any(|v| v == m.id)
+            },
             last_log_index: m.last_log_index.unwrap_or(0),
             committed: m.local_committed.map_or(0, |l| l.index),
             applied: m.last_applied.map_or(0, |l| l.index),
@@ -380,6 +393,7 @@ impl Metrics {
         }
         self.has_leader.set(i64::from(s.leader.is_some()));
         self.is_leader.set(i64::from(s.is_leader));
+        self.is_learner.set(i64::from(s.is_learner));
         self.raft_term.set(saturating_i64(s.term));
         self.raft_leader_id.set(s.leader.unwrap_or(0) as f64);
         self.raft_commit_index.set(saturating_i64(s.committed));
@@ -946,6 +960,7 @@ mod tests {
         let expected = [
             ("etcd_server_has_leader", "gauge"),
             ("etcd_server_is_leader", "gauge"),
+            ("etcd_server_is_learner", "gauge"),
             ("etcd_server_leader_changes_seen_total", "counter"),
             ("etcd_server_proposals_committed_total", "gauge"),
             ("etcd_server_proposals_applied_total", "gauge"),

@@ -13,9 +13,11 @@ pub mod convert;
 pub mod lease;
 pub mod maintenance;
 pub mod member;
+pub mod membership;
 pub mod metrics;
 pub mod peer;
 pub mod proto;
+pub mod removal;
 pub mod tls;
 pub mod watch_api;
 
@@ -34,12 +36,15 @@ use tonic::Status;
 use self::config::{ClusterState, NodeConfig};
 use self::convert::HeaderInfo;
 use self::member::{Identity, url_string};
+use self::membership::{MemberAnswer, MemberChange};
 use self::metrics::{EngineSample, Metrics, StoreSample};
 use self::peer::{ForwardReply, ForwardRequest, NetworkFactory, Peers, ReadIndexReply};
 use crate::mvcc::{WriteRequest, WriteResponse};
 use crate::state_machine::{SmConfig, StateMachine};
 use crate::types::{ApplyResult, LogStore, Member, TypeConfig};
 
+/// How long a removed member keeps running (handing leadership over) before it stops.
+const REMOVED_GRACE: Duration = Duration::from_secs(1);
 /// gRPC framing allowance on top of `--max-request-bytes` (as etcd allows).
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 /// Room for an entry's own fields on top of the request it carries.
@@ -211,6 +216,37 @@ impl Core {
 
     /// Run `req` on the leader (here or there), within the request timeout.
     async fn forward(&self, req: ForwardRequest) -> Result<(ApplyResult, u64), Status> {
+        match self.ask_leader(req).await? {
+            ForwardReply::Done { result, term } => Ok((result, term)),
+            ForwardReply::Unknown => Err(leader_failed()),
+            ForwardReply::Failed(msg) => Err(Status::unavailable(format!("etcdserver: {msg}"))),
+            other => Err(Status::internal(format!("the leader answered a write with {other:?}"))),
+        }
+    }
+
+    /// Make a membership change on the leader: what it answered, or etcd's error.
+    pub async fn change_members(&self, change: MemberChange) -> Result<MemberAnswer, Status> {
+        let deadline = Instant::now() + self.request_timeout;
+        match self.ask_leader(ForwardRequest::Member(change)).await? {
+            ForwardReply::Member(Ok(answer)) => {
+                // A member the change removed never receives it.
+                if answer.members.iter().any(|(id, _, _)| *id == self.member_id) {
+                    tokio::time::timeout_at(deadline.into(), self.sm.wait_applied(answer.index))
+                        .await
+                        .map_err(|_| timed_out())?;
+                }
+                Ok(answer)
+            }
+            ForwardReply::Member(Err(e)) => Err(e.status()),
+            ForwardReply::Unknown => Err(leader_failed()),
+            ForwardReply::Failed(msg) => Err(Status::unavailable(format!("etcdserver: {msg}"))),
+            other => Err(Status::internal(format!("the leader answered a membership change with {other:?}"))),
+        }
+    }
+
+    /// Hand `req` to the leader (here or there) until one answers as the leader, within the
+    /// request timeout.
+    async fn ask_leader(&self, req: ForwardRequest) -> Result<ForwardReply, Status> {
         let deadline = Instant::now() + self.request_timeout;
         loop {
             let leader = self.leader(deadline).await?;
@@ -221,7 +257,11 @@ impl Core {
                     Err(_) => return Err(timed_out()),
                 }
             } else {
-                let member = self.member(leader).ok_or_else(no_leader)?;
+                let Some(member) = self.member(leader) else {
+                    // A leader the membership no longer lists: it was removed and is handing over.
+                    self.settle(deadline, no_leader).await?;
+                    continue;
+                };
                 let mut client = self.peers.client(leader, &member)?;
                 let call = client.forward(self.peers.request(peer::encode(&req)));
                 match tokio::time::timeout_at(deadline.into(), call).await {
@@ -240,13 +280,8 @@ impl Core {
                 }
             };
             match reply {
-                ForwardReply::Done { result, term } => return Ok((result, term)),
-                ForwardReply::Lease(_) => return Err(Status::internal("the leader answered a write as a lease query")),
-                ForwardReply::NotLeader { .. } => {
-                    self.settle(deadline, no_leader).await?;
-                }
-                ForwardReply::Unknown => return Err(leader_failed()),
-                ForwardReply::Failed(msg) => return Err(Status::unavailable(format!("etcdserver: {msg}"))),
+                ForwardReply::NotLeader { .. } => self.settle(deadline, no_leader).await?,
+                other => return Ok(other),
             }
         }
     }
@@ -260,7 +295,11 @@ impl Core {
                 let local = peer::forward_locally(&self.raft, &self.sm, &self.leases, req.clone());
                 tokio::time::timeout_at(deadline.into(), local).await.map_err(|_| timed_out())?
             } else {
-                let member = self.member(leader).ok_or_else(no_leader)?;
+                let Some(member) = self.member(leader) else {
+                    // A leader the membership no longer lists: it was removed and is handing over.
+                    self.settle(deadline, no_leader).await?;
+                    continue;
+                };
                 let mut client = self.peers.client(leader, &member)?;
                 let call = client.forward(self.peers.request(peer::encode(&req)));
                 match tokio::time::timeout_at(deadline.into(), call).await {
@@ -282,7 +321,7 @@ impl Core {
                     tracing::debug!(%msg, "lease query failed");
                     self.settle(deadline, timed_out).await?;
                 }
-                ForwardReply::Done { .. } => {
+                ForwardReply::Done { .. } | ForwardReply::Member(_) | ForwardReply::Committed { .. } => {
                     return Err(Status::internal("the leader answered a lease query as a write"));
                 }
             }
@@ -310,7 +349,11 @@ impl Core {
                     },
                 }
             } else {
-                let member = self.member(leader).ok_or_else(no_leader)?;
+                let Some(member) = self.member(leader) else {
+                    // A leader the membership no longer lists: it was removed and is handing over.
+                    self.settle(deadline, no_leader).await?;
+                    continue;
+                };
                 let mut client = self.peers.client(leader, &member)?;
                 let call = client.read_index(self.peers.request(proto::peer::Payload::default()));
                 match tokio::time::timeout_at(deadline.into(), call).await {
@@ -444,10 +487,10 @@ async fn identity(
                 cfg.name
             )));
         }
-        if cfg.initial_cluster_given
-            && cfg.initial_cluster_state == ClusterState::New
-            && (flags_cluster != id.cluster_id || my_id != id.member_id)
-        {
+        // Only the member's own id is compared: once members were added or removed, an
+        // --initial-cluster kept up to date with the membership describes another initial
+        // cluster (and cluster id) than the one this member was created in.
+        if cfg.initial_cluster_given && cfg.initial_cluster_state == ClusterState::New && my_id != id.member_id {
             return Err(StartError::Identity(format!(
                 "data dir {} belongs to member {:x} of cluster {:x}, but --initial-cluster (token {:?}) describes \
                  member {:x} of cluster {:x}",
@@ -467,21 +510,27 @@ async fn identity(
             cfg.data_dir.display()
         )));
     }
-    let cluster_id = match cfg.initial_cluster_state {
-        ClusterState::New => flags_cluster,
-        ClusterState::Existing => join_existing(cfg, my_id, peer_tls).await?,
+    let (cluster_id, member_id) = match cfg.initial_cluster_state {
+        ClusterState::New => (flags_cluster, my_id),
+        ClusterState::Existing => join_existing(cfg, &my_peer_urls, peer_tls).await?,
     };
-    Ok((Identity { name: cfg.name.clone(), member_id: my_id, cluster_id, cluster_token: token.clone() }, true))
+    Ok((Identity { name: cfg.name.clone(), member_id, cluster_id, cluster_token: token.clone() }, true))
 }
 
-/// Ask the other members of `--initial-cluster` for the cluster's id, and check this member
-/// was added to it.
+/// Ask the other members of `--initial-cluster` for the cluster's id and for the id MemberAdd
+/// gave this member, found by its peer URLs (as etcd finds it: the id depends on when it was
+/// added, so the joining member cannot compute it).
 async fn join_existing(
     cfg: &NodeConfig,
-    my_id: u64,
+    my_peer_urls: &[String],
     peer_tls: Option<&tonic::transport::ClientTlsConfig>,
-) -> Result<u64, StartError> {
+) -> Result<(u64, u64), StartError> {
+    let mut mine = my_peer_urls.to_vec();
+    mine.sort();
     let mut errors = Vec::new();
+    // Members that answered without listing this one (one may not have applied the MemberAdd
+    // yet: ask the others before giving up).
+    let mut without_me = Vec::new();
     for (name, peer_urls) in &cfg.initial_cluster {
         if *name == cfg.name {
             continue;
@@ -489,20 +538,29 @@ async fn join_existing(
         for u in peer_urls {
             match peer::hello(&url_string(u), cfg.election_timeout * 2, peer_tls).await {
                 Ok(h) => {
-                    if !h.members.iter().any(|(id, _, _)| *id == my_id) {
-                        return Err(StartError::Join(format!(
-                            "member {my_id:x} ({}) is not a member of cluster {:x} (asked {name} at {}); add it \
-                             first with `etcdctl member add`",
-                            cfg.name,
-                            h.cluster_id,
-                            url_string(u)
-                        )));
-                    }
-                    return Ok(h.cluster_id);
+                    let found = h.members.iter().find(|(_, m, _)| {
+                        let mut theirs = m.peer_urls.clone();
+                        theirs.sort();
+                        theirs == mine
+                    });
+                    let Some((id, _, _)) = found else {
+                        without_me.push(format!("{name} at {} (cluster {:x})", url_string(u), h.cluster_id));
+                        continue;
+                    };
+                    tracing::info!(member = format!("{id:x}"), cluster = format!("{:x}", h.cluster_id), "joining");
+                    return Ok((h.cluster_id, *id));
                 }
                 Err(e) => errors.push(format!("{name} at {}: {e}", url_string(u))),
             }
         }
+    }
+    if !without_me.is_empty() {
+        return Err(StartError::Join(format!(
+            "no member of the cluster has the peer URLs {} of {} (asked {}); add it first with `etcdctl member add`",
+            my_peer_urls.join(","),
+            cfg.name,
+            without_me.join(", ")
+        )));
     }
     Err(StartError::Join(format!("no member of --initial-cluster answered: {}", errors.join("; "))))
 }
@@ -762,14 +820,25 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
             }
         }));
     }
-    // Raft metrics into Prometheus gauges.
+    // Raft metrics into Prometheus gauges; each new membership's peer URLs to the connections
+    // (MemberUpdate moves a member while openraft keeps its replication stream).
     {
         let mut rx = raft.metrics();
         let m = metrics.clone();
+        let peers = peers.clone();
         let mut stop_rx = stop.subscribe();
+        let mut membership_seen = None;
         tokio::spawn(async move {
             loop {
-                m.observe_raft(&rx.borrow_and_update());
+                {
+                    let now = rx.borrow_and_update();
+                    m.observe_raft(&now);
+                    let membership = &now.membership_config;
+                    if membership_seen != Some(*membership.log_id()) {
+                        membership_seen = Some(*membership.log_id());
+                        peers.learn(membership.membership().nodes().map(|(id, n)| (*id, n)));
+                    }
+                }
                 tokio::select! {
                     r = rx.changed() => if r.is_err() { return },
                     _ = stop_rx.wait_for(|s| *s) => return,
@@ -794,9 +863,12 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
                     return;
                 }
                 if known.is_some() {
-                    let mut m = me.clone();
-                    m.peer_urls = known.map(|k| k.peer_urls).unwrap_or_default();
-                    match core.forward(ForwardRequest::Publish { id: core.member_id, member: m }).await {
+                    let change = MemberChange::Publish {
+                        id: core.member_id,
+                        name: me.name.clone(),
+                        client_urls: me.client_urls.clone(),
+                    };
+                    match core.change_members(change).await {
                         Ok(_) => tracing::info!(client_urls = ?me.client_urls, "published client URLs"),
                         Err(e) => tracing::debug!(error = %e, "publishing client URLs"),
                     }
@@ -918,9 +990,17 @@ pub async fn run(cfg: NodeConfig) -> Result<(), StartError> {
             }
         }
     };
+    let removed = removal::removed(node.core.clone());
     let fatal = tokio::select! {
         _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); None }
         _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); None }
+        _ = removed => {
+            // As etcd does. A removed leader hands leadership over first (openraft steps it down
+            // shortly after the change commits); the pause lets that happen.
+            tracing::warn!("the member has been permanently removed from the cluster; shutting down");
+            tokio::time::sleep(REMOVED_GRACE).await;
+            None
+        }
         f = fatal => {
             // A failed log write or sync poisons the store: nothing more can be made durable
             // here, so the member stops (non-zero exit) rather than serve without Raft. Nothing

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use futures_util::{Stream, StreamExt};
 use openraft::Raft;
 use openraft::async_runtime::WatchReceiver;
@@ -20,10 +21,11 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::lease::{LeaseAnswer, Leases};
+use super::membership::{self, MemberAnswer, MemberChange, MemberError};
 use super::proto::peer::{self as pb, peer_client::PeerClient, peer_server};
 use crate::mvcc::WriteRequest;
 use crate::state_machine::{SnapshotFile, StateMachine};
-use crate::types::{ApplyResult, Member, SnapshotMeta, TypeConfig};
+use crate::types::{ApplyResult, LogId, Member, SnapshotMeta, TypeConfig};
 
 /// The metadata key carrying the sender's cluster id (hex).
 const CLUSTER_HEADER: &str = "conflux-cluster-id";
@@ -62,7 +64,8 @@ pub struct Hello {
 pub enum ForwardRequest {
     /// A client write.
     Write(WriteRequest),
-    /// Record a member's client URLs (and name) in the membership.
+    /// Record a member's client URLs (and name) in the membership (kept in its place for older
+    /// members; run as [`MemberChange::Publish`]).
     Publish {
         /// The member.
         id: u64,
@@ -81,6 +84,11 @@ pub enum ForwardRequest {
         /// Whether to list the attached keys.
         keys: bool,
     },
+    /// A membership change (etcd's Cluster service).
+    Member(MemberChange),
+    /// The newest membership the asked member knows committed (answered by any member; a member
+    /// asks to learn whether it was removed while cut off, [`super::removal`]).
+    CommittedMembership,
 }
 
 /// The leader's answer to a [`ForwardRequest`].
@@ -104,6 +112,15 @@ pub enum ForwardReply {
     Failed(String),
     /// The leader's answer to a lease keep-alive or time-to-live.
     Lease(LeaseAnswer),
+    /// The leader's answer to a membership change: done, or refused by etcd's rules.
+    Member(Result<MemberAnswer, MemberError>),
+    /// A member's newest committed membership: its log id and member ids.
+    Committed {
+        /// Where it is in the log.
+        log_id: Option<LogId>,
+        /// Every member in it, voters and learners.
+        members: Vec<u64>,
+    },
 }
 
 /// The leader's answer to a read-index request.
@@ -129,6 +146,9 @@ pub struct Peers {
     /// How to dial https peer URLs (`--peer-trusted-ca-file`, `--peer-cert-file`).
     tls: Option<ClientTlsConfig>,
     channels: Mutex<HashMap<u64, (String, Channel)>>,
+    /// Each member's peer URL in the newest membership seen: it wins over the one a caller
+    /// passes (openraft hands its replication streams the member as it was when they started).
+    known: ArcSwap<HashMap<u64, String>>,
 }
 
 impl Peers {
@@ -139,7 +159,14 @@ impl Peers {
         election_timeout: Duration,
         tls: Option<ClientTlsConfig>,
     ) -> Arc<Peers> {
-        Arc::new(Peers { cluster_id, heartbeat, election_timeout, tls, channels: Mutex::new(HashMap::new()) })
+        Arc::new(Peers {
+            cluster_id,
+            heartbeat,
+            election_timeout,
+            tls,
+            channels: Mutex::new(HashMap::new()),
+            known: ArcSwap::from_pointee(HashMap::new()),
+        })
     }
 
     /// The connection to member `id` at `url` (made lazily, reused while the URL is the same).
@@ -155,11 +182,20 @@ impl Peers {
         Ok(ch)
     }
 
-    /// A client for member `id` (`member` gives its URLs).
+    /// A client for member `id` (`member` gives its URLs, unless a newer membership moved it).
     pub fn client(&self, id: u64, member: &Member) -> Result<PeerClient<Channel>, Status> {
-        let url =
-            member.peer_urls.first().ok_or_else(|| Status::unavailable(format!("member {id:x} has no peer URL")))?;
+        let known = self.known.load();
+        let url = known
+            .get(&id)
+            .or_else(|| member.peer_urls.first())
+            .ok_or_else(|| Status::unavailable(format!("member {id:x} has no peer URL")))?;
         Ok(client(self.channel(id, url)?))
+    }
+
+    /// Take the peer URLs of a new membership (members no longer in it are forgotten).
+    pub fn learn<'a>(&self, members: impl Iterator<Item = (u64, &'a Member)>) {
+        let known = members.filter_map(|(id, m)| Some((id, m.peer_urls.first()?.clone()))).collect();
+        self.known.store(Arc::new(known));
     }
 
     /// A request carrying this cluster's id.
@@ -604,8 +640,14 @@ pub async fn forward_locally(
     let res = match req {
         ForwardRequest::Write(w) => raft.client_write(w).await,
         ForwardRequest::Publish { id, member } => {
-            let change = openraft::ChangeMembers::SetNodes(std::collections::BTreeMap::from([(id, member)]));
-            raft.change_membership(change, false).await
+            let change = MemberChange::Publish { id, name: member.name, client_urls: member.client_urls };
+            return membership::change_locally(raft, change).await;
+        }
+        ForwardRequest::Member(change) => return membership::change_locally(raft, change).await,
+        ForwardRequest::CommittedMembership => {
+            let m = raft.metrics().borrow_watched().committed_membership_config.clone();
+            let members = m.membership().nodes().map(|(id, _)| *id).collect();
+            return ForwardReply::Committed { log_id: *m.log_id(), members };
         }
         ForwardRequest::LeaseKeepAlive { .. } | ForwardRequest::LeaseTimeToLive { .. } => {
             return lease_locally(raft, sm, leases, req).await;
