@@ -22,10 +22,11 @@ use crate::backup::framing::Chunks;
 
 /// How long a Snapshot or Defragment call waits for a snapshot to be built.
 pub const SNAPSHOT_BUILD_TIMEOUT: Duration = Duration::from_secs(600);
-/// How long Defragment waits for Raft to purge the log.
-const PURGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long Defragment waits for Raft to purge the log (the purge goes on after the answer).
+/// With the wait below, the call stays within etcdctl's default 5 s command timeout.
+const PURGE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long Defragment waits for the engine to delete purged segment files.
-const SEGMENT_DELETE_WAIT: Duration = Duration::from_secs(2);
+const SEGMENT_DELETE_WAIT: Duration = Duration::from_secs(1);
 /// How often a trigger is repeated while a snapshot is awaited (a trigger during another build
 /// is ignored by Raft).
 const RETRIGGER: Duration = Duration::from_secs(1);
