@@ -157,7 +157,8 @@ fn bench_engine_inflight<C: BenchTypes>(
                 let singles: Vec<Vec<C::Entry>> = (0..in_flight).map(|k| entries::<C>(next + k, 1, &data)).collect();
                 next += in_flight;
                 let (tx, rx) = mpsc::channel();
-                let countdown = Arc::new(Countdown { left: AtomicU64::new(in_flight), failed: AtomicBool::new(false), tx });
+                let countdown =
+                    Arc::new(Countdown { left: AtomicU64::new(in_flight), failed: AtomicBool::new(false), tx });
                 let start = Instant::now();
                 for one in singles {
                     let c = countdown.clone();
