@@ -354,12 +354,16 @@ impl RaftNetworkV2<TypeConfig> for Network {
         Box::pin(async move {
             let mut c = self.client()?;
             let req = self.peers.request(input.map(|r| encode(&r)));
-            let reply = tokio::time::timeout(option.soft_ttl(), c.stream_append(req))
+            // Accepting the stream takes a round trip (two on a new connection). openraft's TTL
+            // here is the heartbeat interval: on a link slower than 3/4 of it no stream would
+            // ever be accepted and nothing would replicate (docs/reliability.md, "Network
+            // partitions"). A dead member is still given up on within an election timeout.
+            let accept = option.soft_ttl().max(self.peers.election_timeout);
+            let reply = tokio::time::timeout(accept, c.stream_append(req))
                 .await
                 .map_err(|_| {
                     RPCError::Unreachable(Unreachable::from_string(format!(
-                        "member {target:x}: append stream not accepted within {:?}",
-                        option.soft_ttl()
+                        "member {target:x}: append stream not accepted within {accept:?}"
                     )))
                 })?
                 .map_err(|e| rpc_error(target, e))?;
