@@ -335,9 +335,15 @@ fn leader_isolated_from_the_majority() {
     assert_eq!(checked.0, Some(0), "loadgen check: the history is linearizable\n{}", checked.1);
     let stats = p.proxy.stats();
     assert_eq!(stats.unknown_sources, 0, "every peer connection came from a member's --peer-local-address");
+    // The ack log: `P`/`D` lines are acknowledged writes, `U` lines writes of unknown outcome.
+    let log = std::fs::read_to_string(&acks).unwrap();
+    let count = |kinds: &[&str]| log.lines().filter(|l| kinds.iter().any(|k| l.starts_with(k))).count();
     eprintln!(
-        "{n} isolation(s); loadgen and the load stopped, the three members' HashKV equal at revision {revision} \
-         after {converged:?}; {} test writes acknowledged, all on every member; proxy {stats:?}\nverify: {}\ncheck: {}",
+        "{n} isolation(s); loadgen: {} writes acknowledged, {} of unknown outcome; after loadgen stopped, the three \
+         members' HashKV equal at revision {revision} after {converged:?}; {} test writes acknowledged, all on every \
+         member; proxy {stats:?}\nverify: {}\ncheck: {}",
+        count(&["P ", "D "]),
+        count(&["U "]),
         acked.len(),
         verified.1.trim(),
         checked.1.trim()
