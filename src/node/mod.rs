@@ -683,6 +683,12 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
         // engine saves it lazily): its read index could then be below writes it had already
         // acknowledged, and a linearizable read would return stale data (docs/decisions.md).
         enable_leader_restore: Some(false),
+        // Retry replication to a member that failed every heartbeat interval. openraft's default
+        // grows from 200 ms to a 1 s cap, so a member back from a partition of a few seconds
+        // waited up to a second for its first entry (docs/reliability.md, "Network
+        // partitions"); etcd retries its peer streams every 100 ms. The heartbeats already go
+        // out at this rate, so the retries add no new kind of traffic.
+        backoff: format!("{0}ms..{0}ms", cfg.heartbeat_interval.as_millis()),
         ..Default::default()
     };
     let raft_config = Arc::new(raft_config.validate().map_err(|e| StartError::Raft(e.to_string()))?);
