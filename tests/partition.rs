@@ -10,6 +10,8 @@
 //!   linearizable.
 //! - One-way partitions (the leader cannot hear a follower; a follower cannot hear the leader)
 //!   and delay: a majority keeps committing, and after the heal the members converge.
+//! - The proxy itself, between plain sockets: held bytes are never delivered, the heal closes
+//!   the connection, delay postpones, strangers are counted.
 //!
 //! `CONFLUX_FULL_TESTS=1` isolates the leader in more cycles. The figures go to
 //! `docs/reliability.md` ("Network partitions"); `-- --nocapture` prints them. loadgen is taken
@@ -22,7 +24,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::proxy::{Proxy, source_address};
+use common::proxy::{Proxy, Stats, source_address};
 use common::*;
 use conflux::node::proto::etcdserverpb::{
     HashKvRequest, PutRequest, RangeRequest, StatusRequest, kv_client::KvClient, maintenance_client::MaintenanceClient,
@@ -371,6 +373,77 @@ fn run_loadgen(args: &[&str]) -> (Option<i32>, String) {
     (out.status.code(), text)
 }
 
+/// The proxy on its own, between plain sockets: a blocked direction delivers nothing more while
+/// the other goes on; the heal closes the connection, so the receiver has exactly the prefix sent
+/// before the block; delay postpones; a connection from an unknown address is counted.
+#[test]
+fn proxy_holds_blocked_bytes_and_closes_on_heal_without_tearing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+    let rt = common::rt();
+    // "Member 1" is a plain listener; member 0 dials it from its source address.
+    let member1 = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+    let proxy = Proxy::start(&[free_port(), member1.local_addr().unwrap().port()]);
+    let target = std::net::SocketAddr::from(([127, 0, 0, 1], proxy.port(1)));
+    let dial = |from: std::net::IpAddr| async move {
+        let s = TcpSocket::new_v4().unwrap();
+        s.bind((from, 0).into()).unwrap();
+        s.connect(target).await.unwrap()
+    };
+    async fn read_for(s: &mut TcpStream, d: Duration) -> Result<Vec<u8>, String> {
+        let mut buf = vec![0u8; 1024];
+        match tokio::time::timeout(d, s.read(&mut buf)).await {
+            Err(_) => Ok(Vec::new()),
+            Ok(Ok(0)) => Err("closed".into()),
+            Ok(Ok(n)) => Ok(buf[..n].to_vec()),
+            Ok(Err(e)) => Err(e.to_string()),
+        }
+    }
+    let second = Duration::from_secs(1);
+    rt.block_on(async {
+        let mut client = dial(source_address(0)).await;
+        let (mut server, _) = member1.accept().await.unwrap();
+        client.write_all(b"abc").await.unwrap();
+        assert_eq!(read_for(&mut server, second).await.unwrap(), b"abc");
+
+        // One-way: 0 -> 1 held, 1 -> 0 flows.
+        proxy.block(0, 1);
+        client.write_all(b"def").await.unwrap();
+        assert_eq!(read_for(&mut server, Duration::from_millis(300)).await.unwrap(), b"", "held bytes arrived");
+        server.write_all(b"xyz").await.unwrap();
+        assert_eq!(read_for(&mut client, second).await.unwrap(), b"xyz");
+
+        // Heal: the connection is closed; "def" never arrives.
+        proxy.heal();
+        assert!(read_for(&mut server, second).await.is_err(), "the held connection was not closed by the heal");
+        assert!(read_for(&mut client, second).await.is_err(), "the dialler's side was not closed by the heal");
+
+        // Delay on a fresh connection.
+        let mut client = dial(source_address(0)).await;
+        let (mut server, _) = member1.accept().await.unwrap();
+        proxy.delay(0, 1, Duration::from_millis(200));
+        let sent = Instant::now();
+        client.write_all(b"late").await.unwrap();
+        assert_eq!(read_for(&mut server, second).await.unwrap(), b"late");
+        assert!(sent.elapsed() >= Duration::from_millis(200), "delivered after {:?}", sent.elapsed());
+        proxy.heal();
+
+        // A connection from no member's address is forwarded, and counted.
+        let mut stranger = dial(std::net::IpAddr::from([127, 0, 0, 1])).await;
+        let (mut server, _) = member1.accept().await.unwrap();
+        stranger.write_all(b"hi").await.unwrap();
+        assert_eq!(read_for(&mut server, second).await.unwrap(), b"hi");
+    });
+    let stats = proxy.stats();
+    assert_eq!(
+        stats,
+        // Held twice: the writer kept "def" back, then the reader stopped reading.
+        Stats { connections: 3, unknown_sources: 1, held: 2, closed_on_heal: 1, delayed: 1 },
+        "proxy counters"
+    );
+}
+
 /// One-way partitions and delay: the leader cannot hear a follower, then a follower cannot hear
 /// the leader, then every link is slow; a majority commits throughout, and the members converge.
 #[test]
@@ -415,7 +488,9 @@ fn one_way_partitions_and_delay_keep_a_majority_committing() {
             }
         }
     }
+    let delayed = p.proxy.stats().delayed;
     phase("delay-40ms", &[0, 1, 2], &mut acked);
+    assert!(p.proxy.stats().delayed > delayed, "nothing was delayed");
     p.proxy.heal();
 
     let healed = Instant::now();

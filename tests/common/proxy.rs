@@ -70,10 +70,13 @@ pub struct Stats {
     pub connections: u64,
     /// Connections from an address no member dials from (forwarded without rules).
     pub unknown_sources: u64,
-    /// Times a chunk of bytes was held by a blocked direction.
+    /// Times a blocked direction stopped a connection's reader (no more bytes taken from the
+    /// sender) or its writer (a chunk already read kept back).
     pub held: u64,
     /// Connections closed by [`Proxy::heal`].
     pub closed_on_heal: u64,
+    /// Chunks delivered under a delay.
+    pub delayed: u64,
 }
 
 /// One forwarded connection, as the controls see it.
@@ -96,6 +99,7 @@ struct Shared {
     unknown_sources: AtomicU64,
     held: AtomicU64,
     closed_on_heal: AtomicU64,
+    delayed: AtomicU64,
 }
 
 impl Shared {
@@ -135,6 +139,7 @@ impl Proxy {
             unknown_sources: AtomicU64::new(0),
             held: AtomicU64::new(0),
             closed_on_heal: AtomicU64::new(0),
+            delayed: AtomicU64::new(0),
         });
         let mut ports = Vec::new();
         for (to, &upstream) in peer_ports.iter().enumerate() {
@@ -201,6 +206,7 @@ impl Proxy {
             unknown_sources: s.unknown_sources.load(Ordering::Relaxed),
             held: s.held.load(Ordering::Relaxed),
             closed_on_heal: s.closed_on_heal.load(Ordering::Relaxed),
+            delayed: s.delayed.load(Ordering::Relaxed),
         }
     }
 
@@ -310,6 +316,9 @@ async fn pump(
             };
             buf.truncate(n);
             let delay = dir.map(|(a, b)| shared.rule(a, b).delay).unwrap_or_default();
+            if !delay.is_zero() {
+                shared.delayed.fetch_add(1, Ordering::Relaxed);
+            }
             if tx.send((Instant::now() + delay, buf)).await.is_err() {
                 return;
             }
