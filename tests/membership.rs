@@ -32,6 +32,8 @@ fn add_spec(c: &mut Cluster, name: &str) -> usize {
         metrics_port: free_port(),
         data_dir: c.dir.path().join(format!("{name}.conflux")),
         scheme,
+        advertised_peer_port: None,
+        peer_local_address: None,
     });
     c.procs.push(None);
     c.members.len() - 1

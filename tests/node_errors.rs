@@ -146,6 +146,15 @@ fn startup_errors_name_what_is_wrong() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--heartbeat-interval") && stderr(&out).contains("soon"), "{}", stderr(&out));
 
+    // A --peer-local-address no interface has (TEST-NET-1) is refused before anything is written.
+    let mut args = c.args(0);
+    replace_flag(&mut args, "--data-dir", c.dir.path().join("unused").to_str().unwrap());
+    args.extend(["--peer-local-address".to_string(), "192.0.2.1".to_string()]);
+    let out = run_conflux(&args);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--peer-local-address 192.0.2.1 cannot be used"), "{}", stderr(&out));
+    assert!(!c.dir.path().join("unused").exists(), "the data dir was made before the address was checked");
+
     // Joining an "existing" cluster that does not know this member.
     let mut args = c.args(0);
     replace_flag(&mut args, "--name", "joiner");

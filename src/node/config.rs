@@ -26,6 +26,7 @@ const FLAGS: &[(&str, &str)] = &[
     ("advertise-client-urls", "CONFLUX_ADVERTISE_CLIENT_URLS"),
     ("listen-peer-urls", "CONFLUX_LISTEN_PEER_URLS"),
     ("initial-advertise-peer-urls", "CONFLUX_INITIAL_ADVERTISE_PEER_URLS"),
+    ("peer-local-address", "CONFLUX_PEER_LOCAL_ADDRESS"),
     ("initial-cluster", "CONFLUX_INITIAL_CLUSTER"),
     ("initial-cluster-state", "CONFLUX_INITIAL_CLUSTER_STATE"),
     ("initial-cluster-token", "CONFLUX_INITIAL_CLUSTER_TOKEN"),
@@ -193,6 +194,10 @@ pub struct ServeArgs {
     /// --initial-cluster entry [default: http://localhost:2380]
     #[arg(long = "initial-advertise-peer-urls", value_name = "URLS")]
     pub initial_advertise_peer_urls: Option<String>,
+    /// IP address this member's connections to other members' peer URLs go out from (a
+    /// multi-homed host choosing its interface) [default: chosen by the operating system]
+    #[arg(long = "peer-local-address", value_name = "IP")]
+    pub peer_local_address: Option<String>,
     /// The bootstrap members, as comma-separated name=peer-URL pairs (a name may repeat to give it
     /// several URLs) [default: <name>=<initial-advertise-peer-urls>]
     #[arg(long = "initial-cluster", value_name = "NAME=URL,...")]
@@ -515,6 +520,9 @@ pub struct NodeConfig {
     pub listen_peer_urls: Vec<Url>,
     /// This member's peer URLs as reported to the other members.
     pub initial_advertise_peer_urls: Vec<Url>,
+    /// The source address of this member's connections to other members (`--peer-local-address`);
+    /// `None` lets the operating system choose.
+    pub peer_local_address: Option<std::net::IpAddr>,
     /// The bootstrap members: name and peer URLs, in flag order, one entry per name (the URLs of
     /// a repeated name are merged into its first entry).
     pub initial_cluster: Vec<(String, Vec<Url>)>,
@@ -704,6 +712,18 @@ impl NodeConfig {
             DEFAULT_PEER_URL,
         );
         let initial_advertise_peer_urls = parse_urls(&advertise_peer, UrlRole::Advertise, true)?;
+        let local = layers.setting("peer-local-address", args.peer_local_address.as_deref(), "");
+        let peer_local_address = match local.value.trim() {
+            "" if !local.given() => None,
+            v => match v.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
+                Ok(ip) if ip.is_unspecified() => None,
+                Ok(ip) if ip.is_multicast() => {
+                    return Err(local.invalid("a multicast address cannot open a connection"));
+                }
+                Ok(ip) => Some(ip),
+                Err(_) => return Err(local.invalid("expected an IP address of this host, such as 10.0.0.5 or fd00::5")),
+            },
+        };
         let metrics = layers.setting("listen-metrics-urls", args.listen_metrics_urls.as_deref(), "");
         let listen_metrics_urls = parse_urls(&metrics, UrlRole::Listen, false)?;
         if let Some(u) = listen_metrics_urls.iter().find(|u| u.scheme() == "https") {
@@ -867,6 +887,7 @@ impl NodeConfig {
             advertise_client_urls,
             listen_peer_urls,
             initial_advertise_peer_urls,
+            peer_local_address,
             initial_cluster,
             initial_cluster_given: cluster.given(),
             initial_cluster_state,
@@ -1630,6 +1651,7 @@ mod tests {
                 "--segment-bytes=1048576",
                 "--snapshot-zstd-level=19",
                 "--request-timeout=2000",
+                "--peer-local-address=10.0.0.2",
             ],
             &[],
         );
@@ -1656,6 +1678,7 @@ mod tests {
         assert_eq!(c.segment_bytes, 1 << 20);
         assert_eq!(c.snapshot_zstd_level, 19);
         assert_eq!(c.request_timeout, Duration::from_millis(2000));
+        assert_eq!(c.peer_local_address, Some("10.0.0.2".parse().unwrap()));
     }
 
     #[test]
@@ -1754,7 +1777,8 @@ mod tests {
              snapshot-catchup-entries: 100\n\
              segment-bytes: 8388608\n\
              snapshot-zstd-level: 5\n\
-             request-timeout: 3000\n",
+             request-timeout: 3000\n\
+             peer-local-address: 10.0.0.1\n",
         );
         let c = ok(&["--config-file", path(&file)], &[]);
         assert!(c.warnings().is_empty(), "{:?}", c.warnings());
@@ -1778,6 +1802,23 @@ mod tests {
         assert_eq!(c.segment_bytes, 8 << 20);
         assert_eq!(c.snapshot_zstd_level, 5);
         assert_eq!(c.request_timeout, Duration::from_millis(3000));
+        assert_eq!(c.peer_local_address, Some("10.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn peer_local_address_is_an_ip_of_either_family() {
+        assert_eq!(ok(&[], &[]).peer_local_address, None);
+        let c = ok(&[], &[("CONFLUX_PEER_LOCAL_ADDRESS", "127.0.0.11")]);
+        assert_eq!(c.peer_local_address, Some("127.0.0.11".parse().unwrap()));
+        let c = ok(&["--peer-local-address", "[fd00::5]"], &[("CONFLUX_PEER_LOCAL_ADDRESS", "127.0.0.11")]);
+        assert_eq!(c.peer_local_address, Some("fd00::5".parse().unwrap()));
+        // The unspecified address is the operating system's choice, as without the flag.
+        assert_eq!(ok(&["--peer-local-address", "0.0.0.0"], &[]).peer_local_address, None);
+        assert_contains(
+            &err(&["--peer-local-address", "node1"], &[]),
+            &["invalid value \"node1\" for --peer-local-address (from the command line)", "expected an IP address"],
+        );
+        assert_contains(&err(&["--peer-local-address", "224.0.0.1"], &[]), &["multicast"]);
     }
 
     #[test]

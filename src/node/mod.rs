@@ -89,6 +89,15 @@ pub enum StartError {
         /// Cause.
         source: std::io::Error,
     },
+    /// `--peer-local-address` is not an address of this host: no connection to another member
+    /// could be opened from it.
+    #[error("--peer-local-address {address} cannot be used as a source address here: {source}")]
+    PeerLocalAddress {
+        /// The address.
+        address: std::net::IpAddr,
+        /// Why binding it failed (`EADDRNOTAVAIL`: no interface has it).
+        source: std::io::Error,
+    },
     /// Raft could not start.
     #[error("raft: {0}")]
     Raft(String),
@@ -536,7 +545,7 @@ async fn join_existing(
             continue;
         }
         for u in peer_urls {
-            match peer::hello(&url_string(u), cfg.election_timeout * 2, peer_tls).await {
+            match peer::hello(&url_string(u), cfg.election_timeout * 2, peer_tls, cfg.peer_local_address).await {
                 Ok(h) => {
                     let found = h.members.iter().find(|(_, m, _)| {
                         let mut theirs = m.peer_urls.clone();
@@ -594,6 +603,10 @@ pub struct Listeners {
 pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNode, StartError> {
     for w in cfg.warnings() {
         tracing::warn!("{w}");
+    }
+    if let Some(address) = cfg.peer_local_address {
+        // Fail at start, not at every dial, and before the data directory is made, when no interface has the address.
+        std::net::TcpListener::bind((address, 0)).map_err(|source| StartError::PeerLocalAddress { address, source })?;
     }
     std::fs::create_dir_all(&cfg.data_dir).map_err(|source| StartError::Listen {
         flag: "--data-dir",
@@ -670,10 +683,22 @@ pub async fn start_on(cfg: NodeConfig, listeners: Listeners) -> Result<RunningNo
         // engine saves it lazily): its read index could then be below writes it had already
         // acknowledged, and a linearizable read would return stale data (docs/decisions.md).
         enable_leader_restore: Some(false),
+        // Retry replication to a member that failed every heartbeat interval. openraft's default
+        // grows from 200 ms to a 1 s cap, so a member back from a partition of a few seconds
+        // waited up to a second for its first entry (docs/reliability.md, "Network
+        // partitions"); etcd retries its peer streams every 100 ms. The heartbeats already go
+        // out at this rate, so the retries add no new kind of traffic.
+        backoff: format!("{0}ms..{0}ms", cfg.heartbeat_interval.as_millis()),
         ..Default::default()
     };
     let raft_config = Arc::new(raft_config.validate().map_err(|e| StartError::Raft(e.to_string()))?);
-    let peers = Peers::new(identity.cluster_id, cfg.heartbeat_interval, cfg.election_timeout, peer_client_tls);
+    let peers = Peers::new(
+        identity.cluster_id,
+        cfg.heartbeat_interval,
+        cfg.election_timeout,
+        peer_client_tls,
+        cfg.peer_local_address,
+    );
     let network = NetworkFactory { peers: peers.clone() };
     let raft = Raft::new(identity.member_id, raft_config, network, log, sm.clone())
         .await

@@ -5,6 +5,7 @@
 //! sender's cluster id, and a member of another cluster is refused.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -145,6 +146,8 @@ pub struct Peers {
     election_timeout: Duration,
     /// How to dial https peer URLs (`--peer-trusted-ca-file`, `--peer-cert-file`).
     tls: Option<ClientTlsConfig>,
+    /// The source address of connections to other members (`--peer-local-address`).
+    local_address: Option<IpAddr>,
     channels: Mutex<HashMap<u64, (String, Channel)>>,
     /// Each member's peer URL in the newest membership seen: it wins over the one a caller
     /// passes (openraft hands its replication streams the member as it was when they started).
@@ -152,18 +155,21 @@ pub struct Peers {
 }
 
 impl Peers {
-    /// No connections yet; https peer URLs are dialled with `tls`.
+    /// No connections yet; https peer URLs are dialled with `tls`, every connection from
+    /// `local_address` when given.
     pub fn new(
         cluster_id: u64,
         heartbeat: Duration,
         election_timeout: Duration,
         tls: Option<ClientTlsConfig>,
+        local_address: Option<IpAddr>,
     ) -> Arc<Peers> {
         Arc::new(Peers {
             cluster_id,
             heartbeat,
             election_timeout,
             tls,
+            local_address,
             channels: Mutex::new(HashMap::new()),
             known: ArcSwap::from_pointee(HashMap::new()),
         })
@@ -177,7 +183,8 @@ impl Peers {
         {
             return Ok(ch.clone());
         }
-        let ch = endpoint(url, self.heartbeat, self.election_timeout, self.tls.as_ref())?.connect_lazy();
+        let ch =
+            endpoint(url, self.heartbeat, self.election_timeout, self.tls.as_ref(), self.local_address)?.connect_lazy();
         map.insert(id, (url.to_string(), ch.clone()));
         Ok(ch)
     }
@@ -211,6 +218,7 @@ fn endpoint(
     heartbeat: Duration,
     election_timeout: Duration,
     tls: Option<&ClientTlsConfig>,
+    local_address: Option<IpAddr>,
 ) -> Result<Endpoint, Status> {
     let mut ep = Endpoint::from_shared(url.to_string())
         .map_err(|e| Status::invalid_argument(format!("bad peer URL {url}: {e}")))?;
@@ -221,6 +229,7 @@ fn endpoint(
         ep = ep.tls_config(tls.clone()).map_err(|e| Status::unavailable(format!("TLS for peer URL {url}: {e}")))?;
     }
     Ok(ep
+        .local_address(local_address)
         .connect_timeout(election_timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(heartbeat.max(Duration::from_millis(100)))
@@ -234,9 +243,15 @@ fn client(ch: Channel) -> PeerClient<Channel> {
     PeerClient::new(ch).max_decoding_message_size(MAX_PEER_MESSAGE).max_encoding_message_size(MAX_PEER_MESSAGE)
 }
 
-/// Ask the member at `url` who it is (used before this member has an identity).
-pub async fn hello(url: &str, timeout: Duration, tls: Option<&ClientTlsConfig>) -> Result<Hello, String> {
-    let ep = endpoint(url, timeout, timeout, tls).map_err(|e| e.message().to_string())?;
+/// Ask the member at `url` who it is (used before this member has an identity), dialling from
+/// `local_address` when given.
+pub async fn hello(
+    url: &str,
+    timeout: Duration,
+    tls: Option<&ClientTlsConfig>,
+    local_address: Option<IpAddr>,
+) -> Result<Hello, String> {
+    let ep = endpoint(url, timeout, timeout, tls, local_address).map_err(|e| e.message().to_string())?;
     let call = async {
         let ch = ep.connect().await.map_err(|e| format!("cannot connect: {e}"))?;
         let reply = client(ch).hello(pb::Payload::default()).await.map_err(|e| e.message().to_string())?;
@@ -339,12 +354,16 @@ impl RaftNetworkV2<TypeConfig> for Network {
         Box::pin(async move {
             let mut c = self.client()?;
             let req = self.peers.request(input.map(|r| encode(&r)));
-            let reply = tokio::time::timeout(option.soft_ttl(), c.stream_append(req))
+            // Accepting the stream takes a round trip (two on a new connection). openraft's TTL
+            // here is the heartbeat interval: on a link slower than 3/4 of it no stream would
+            // ever be accepted and nothing would replicate (docs/reliability.md, "Network
+            // partitions"). A dead member is still given up on within an election timeout.
+            let accept = option.soft_ttl().max(self.peers.election_timeout);
+            let reply = tokio::time::timeout(accept, c.stream_append(req))
                 .await
                 .map_err(|_| {
                     RPCError::Unreachable(Unreachable::from_string(format!(
-                        "member {target:x}: append stream not accepted within {:?}",
-                        option.soft_ttl()
+                        "member {target:x}: append stream not accepted within {accept:?}"
                     )))
                 })?
                 .map_err(|e| rpc_error(target, e))?;

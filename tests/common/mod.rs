@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod proxy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -38,6 +39,11 @@ pub struct MemberSpec {
     pub data_dir: PathBuf,
     /// `http` or `https` (client and peer URLs alike).
     pub scheme: &'static str,
+    /// The port other members dial for this one, when not its own peer port (a [`proxy::Proxy`]
+    /// in between).
+    pub advertised_peer_port: Option<u16>,
+    /// `--peer-local-address`, when set.
+    pub peer_local_address: Option<std::net::IpAddr>,
 }
 
 impl MemberSpec {
@@ -46,6 +52,10 @@ impl MemberSpec {
     }
     pub fn peer_url(&self) -> String {
         format!("{}://127.0.0.1:{}", self.scheme, self.peer_port)
+    }
+    /// The peer URL the other members dial: through the proxy when there is one.
+    pub fn advertised_peer_url(&self) -> String {
+        format!("{}://127.0.0.1:{}", self.scheme, self.advertised_peer_port.unwrap_or(self.peer_port))
     }
     pub fn endpoint(&self) -> String {
         format!("127.0.0.1:{}", self.client_port)
@@ -107,6 +117,8 @@ impl Cluster {
                 metrics_port: free_port(),
                 data_dir: dir.path().join(format!("m{i}.conflux")),
                 scheme,
+                advertised_peer_port: None,
+                peer_local_address: None,
             })
             .collect();
         Cluster {
@@ -129,7 +141,7 @@ impl Cluster {
     }
 
     pub fn initial_cluster(&self) -> String {
-        self.members.iter().map(|m| format!("{}={}", m.name, m.peer_url())).collect::<Vec<_>>().join(",")
+        self.members.iter().map(|m| format!("{}={}", m.name, m.advertised_peer_url())).collect::<Vec<_>>().join(",")
     }
 
     /// The flags member `i` runs with.
@@ -147,7 +159,7 @@ impl Cluster {
             "--listen-peer-urls",
             &m.peer_url(),
             "--initial-advertise-peer-urls",
-            &m.peer_url(),
+            &m.advertised_peer_url(),
             "--initial-cluster",
             &self.initial_cluster(),
             "--initial-cluster-token",
@@ -164,6 +176,9 @@ impl Cluster {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        if let Some(ip) = m.peer_local_address {
+            a.extend(["--peer-local-address".to_string(), ip.to_string()]);
+        }
         a.extend(self.extra.iter().cloned());
         a
     }
