@@ -190,3 +190,38 @@ fn damaged_tail_below_the_committed_index_is_damage_not_a_torn_tail() {
     let s = open(dir.path(), small_config());
     assert_eq!(s.log_state().last_log_id.map(|l| l.index), Some(18), "the torn tail is cut back");
 }
+
+/// A flipped bit in a used slot of a sealed index passed open's checks (slots still increasing,
+/// last record still proven), and the first read of that entry failed with a corruption error
+/// though the segment was intact: a damaged derived file stopped the node (found by
+/// `tests/bit_flips.rs`). The read now finds the record in the segment and repairs the slot.
+#[test]
+fn a_damaged_used_slot_of_a_sealed_index_is_repaired_at_read() {
+    let rt = rt();
+    let base = tempfile::tempdir().unwrap();
+    let src = base.path().join("src");
+    {
+        let mut s = open(&src, small_config());
+        rt.block_on(append_sync(&mut s, (0..300).map(test_entry).collect())).unwrap();
+    }
+    let idx = segments(&src)[0].with_extension("idx");
+    assert_eq!(std::fs::read(&idx).unwrap()[12], 1, "the first segment's index is sealed");
+    for bit in [0u8, 4] {
+        let dir = base.path().join(format!("bit-{bit}"));
+        std::fs::create_dir_all(dir.join("log")).unwrap();
+        for f in ["meta"].iter().map(|n| std::path::PathBuf::from(n)).chain(
+            std::fs::read_dir(src.join("log"))
+                .unwrap()
+                .map(|e| std::path::Path::new("log").join(e.unwrap().file_name())),
+        ) {
+            std::fs::copy(src.join(&f), dir.join(&f)).unwrap();
+        }
+        let p = dir.join("log").join(idx.file_name().unwrap());
+        let mut b = std::fs::read(&p).unwrap();
+        b[64 + 8 * 3] ^= 1 << bit; // slot of entry 3
+        std::fs::write(&p, &b).unwrap();
+        let s = open(&dir, small_config());
+        check_entries(&s, 0, 300);
+        check_entries(&s, 3, 4);
+    }
+}
