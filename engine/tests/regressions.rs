@@ -209,7 +209,7 @@ fn a_damaged_used_slot_of_a_sealed_index_is_repaired_at_read() {
     for bit in [0u8, 4] {
         let dir = base.path().join(format!("bit-{bit}"));
         std::fs::create_dir_all(dir.join("log")).unwrap();
-        for f in ["meta"].iter().map(|n| std::path::PathBuf::from(n)).chain(
+        for f in ["meta"].iter().map(std::path::PathBuf::from).chain(
             std::fs::read_dir(src.join("log"))
                 .unwrap()
                 .map(|e| std::path::Path::new("log").join(e.unwrap().file_name())),
