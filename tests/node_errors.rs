@@ -131,6 +131,9 @@ fn startup_errors_name_what_is_wrong() {
     let out = run_conflux(&args);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("belongs to member \"m0\""), "{}", stderr(&out));
+    // It names the identity file, which may be what is wrong (tests/bit_flips.rs flips its bits).
+    let node_file = c.members[0].data_dir.join("node").display().to_string();
+    assert!(stderr(&out).contains(&format!("identity file {node_file}")), "{}", stderr(&out));
 
     // The data dir of another cluster (the token makes the ids).
     let mut args = c.args(0);
@@ -138,6 +141,7 @@ fn startup_errors_name_what_is_wrong() {
     let out = run_conflux(&args);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("of cluster") && stderr(&out).contains("describes"), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("identity file {node_file}")), "{}", stderr(&out));
 
     // A malformed flag value names the flag.
     let mut args = c.args(0);

@@ -176,6 +176,19 @@ pub enum CorruptionKind {
     /// Neither meta slot holds a valid record.
     #[error("no valid meta slot")]
     NoValidMeta,
+    /// The log ends before an entry the meta file records as committed. Meta is written after
+    /// the records before it are synced, so that entry's record was durable here: what looks
+    /// like a torn tail (or a torn newest header) is damage.
+    #[error(
+        "the log ends at index {found}, but the meta file records entries up to {committed} as committed \
+         (they were synced here, so this is damage, not a torn tail)"
+    )]
+    CommittedMissing {
+        /// The committed index in the meta file.
+        committed: u64,
+        /// One past the last whole record found.
+        found: u64,
+    },
 }
 
 impl Error {

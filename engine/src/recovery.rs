@@ -58,7 +58,7 @@ pub(crate) fn open(
     io: &dyn Io,
     dir: &Path,
     config: &Config,
-    purged_of: &dyn Fn(&[u8]) -> Result<u64>,
+    log_index_of: &dyn Fn(&[u8]) -> Result<u64>,
 ) -> Result<Recovered> {
     let lock = lock_dir(io, dir)?;
 
@@ -74,8 +74,19 @@ pub(crate) fn open(
     let meta_path = dir.join(META_FILE);
     let (meta_file, meta_body, meta_seq, meta_next_slot) = open_meta(io, dir, &meta_path)?;
     let purged_end = match &meta_body.purged {
-        Some(b) => purged_of(b)? + 1,
+        Some(b) => log_index_of(b)? + 1,
         None => 0,
+    };
+    // One past the committed index meta records (0 when none). Every record up to it was synced
+    // before that meta write, so a log that now ends below it (and above the purge point) was
+    // damaged, not torn: refuse rather than cut acknowledged entries (steps 7, 8.3, 8.4).
+    let committed_end = match &meta_body.committed {
+        Some(b) => log_index_of(b)? + 1,
+        None => 0,
+    };
+    let committed_lost = |found: u64| {
+        (committed_end > found.max(purged_end))
+            .then(|| CorruptionKind::CommittedMissing { committed: committed_end - 1, found })
     };
 
     // Step 5: list segments.
@@ -155,6 +166,9 @@ pub(crate) fn open(
                 }
                 _ => CorruptionKind::Truncated { len },
             };
+            return Err(Error::corruption(path, 0, reason));
+        }
+        if let Some(reason) = committed_lost(first) {
             return Err(Error::corruption(path, 0, reason));
         }
         tracing::warn!(path = %path.display(), "newest segment has no valid header and no records; removing it");
@@ -246,6 +260,9 @@ pub(crate) fn open(
                     if short.was_sealed || later_has_records || successor.is_some() {
                         return Err(Error::corruption(path, short.offset, short.reason));
                     }
+                    if let Some(reason) = committed_lost(short.found) {
+                        return Err(Error::corruption(path, short.offset, reason));
+                    }
                     tracing::warn!(
                         path = %path.display(),
                         offset = short.offset,
@@ -268,6 +285,10 @@ pub(crate) fn open(
         }
         let map = file.map().map_err(|e| Error::io("mmap", &path, e))?;
         let s = scan(&map, first, header.crc, None);
+        if let Some(reason) = committed_lost(first + s.offsets.len() as u64) {
+            let at = s.damage.as_ref().map_or(s.end, |d| d.0);
+            return Err(Error::corruption(path, at, reason));
+        }
         if let Some((off, kind)) = &s.damage {
             if let Some(next_off) = valid_successor(&map, *off, first + s.offsets.len() as u64, kind) {
                 return Err(Error::corruption(

@@ -95,9 +95,42 @@ impl Segment {
     }
 
     /// Read and check record `index` through the index slot; return its payload.
+    ///
+    /// The index is derived data: when its slot does not lead to the record (an index damaged at
+    /// rest that passed open's checks, or after open), the record is found by following the
+    /// chain from the segment's start, the slot is repaired and a warning logged. Only damage
+    /// in the segment itself is an error.
     pub fn read(&self, index: u64) -> Result<&[u8]> {
         let rel = index - self.first_index;
-        let off = self.index.get(rel);
+        let slot = self.index.get(rel);
+        match self.read_at_slot(index, rel, slot) {
+            Ok(payload) => Ok(payload),
+            Err(slot_err) => {
+                let s = crate::scan::scan(&self.map, self.first_index, self.header_crc, Some(rel + 1));
+                match s.offsets.get(rel as usize) {
+                    Some(&off) => {
+                        tracing::warn!(
+                            index = %self.index.path.display(),
+                            entry = index,
+                            slot,
+                            offset = off,
+                            error = %slot_err,
+                            "index slot does not lead to its record; found it in the segment, slot repaired"
+                        );
+                        self.index.set(rel, off);
+                        Ok(self.record_at(off)?.0)
+                    }
+                    None => match s.damage {
+                        Some((off, kind)) => Err(Error::corruption(self.path.as_ref(), off, kind)),
+                        None => Err(slot_err),
+                    },
+                }
+            }
+        }
+    }
+
+    /// Read record `index` (relative `rel`) at `off`, the offset its slot holds.
+    fn read_at_slot(&self, index: u64, rel: u64, off: u64) -> Result<&[u8]> {
         if off < segfmt::HEADER_LEN as u64 || !off.is_multiple_of(8) || off + record::HEADER_LEN as u64 > self.len() {
             return Err(Error::corruption(
                 self.index.path.as_ref(),

@@ -131,8 +131,8 @@ where
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
         let io = config.io.clone();
-        let purged_of = |b: &[u8]| -> Result<u64> { Ok(K::decode_log_id(b).map_err(codec_err)?.index) };
-        let rec = recovery::open(&*io, &dir, &config, &purged_of)?;
+        let log_index_of = |b: &[u8]| -> Result<u64> { Ok(K::decode_log_id(b).map_err(codec_err)?.index) };
+        let rec = recovery::open(&*io, &dir, &config, &log_index_of)?;
 
         let decode_opt_log_id = |b: &Option<Vec<u8>>| -> Result<Option<LogIdOf<C>>> {
             b.as_deref().map(K::decode_log_id).transpose().map_err(codec_err)

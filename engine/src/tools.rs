@@ -158,7 +158,8 @@ pub fn verify(io: &dyn Io, dir: &Path) -> Result<VerifyReport> {
                         what: format!("{k}; a valid record follows at offset {at}: damage inside the log"),
                     }),
                     None => report.notes.push(format!(
-                        "{}: torn tail at offset {off} ({k}); open truncates the log to index {}",
+                        "{}: torn tail at offset {off} ({k}); open truncates the log to index {} (or refuses, if \
+                         meta records a later entry as committed)",
                         s.path.display(),
                         next.saturating_sub(1)
                     )),

@@ -145,3 +145,83 @@ fn committed_survives_a_clean_close() {
     let mut s = open(dir.path(), small_config());
     assert_eq!(rt.block_on(s.read_committed()).unwrap(), Some(log_id(1, 7)));
 }
+
+/// A bit flipped in the last record of a cleanly closed store was cut as a torn tail, though
+/// meta recorded that entry as committed (so synced): the node then stopped with openraft's
+/// "Failed to get log entries" and no file named (found by `tests/bit_flips.rs`). Open now
+/// refuses, naming the file and the damaged record; a tail past the committed index is still a
+/// torn tail.
+#[test]
+fn damaged_tail_below_the_committed_index_is_damage_not_a_torn_tail() {
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = open(dir.path(), small_config());
+        rt.block_on(append_sync(&mut s, (0..20).map(test_entry).collect())).unwrap();
+        rt.block_on(s.save_committed(Some(log_id(1, 19)))).unwrap();
+    }
+    let seg = segments(dir.path()).last().unwrap().clone();
+    let pristine = std::fs::read(&seg).unwrap();
+    let (off, _) = *record_offsets(&seg).last().unwrap();
+    let mut b = pristine.clone();
+    b[off as usize + 30] ^= 2; // the payload of entry 19
+    std::fs::write(&seg, &b).unwrap();
+    match Store::open(dir.path(), small_config()) {
+        Err(e @ Error::Corruption { .. }) => {
+            let Error::Corruption { file, offset, reason } = &e else { unreachable!() };
+            assert_eq!((file, *offset), (&seg, off), "{e}");
+            assert!(
+                matches!(reason, conflux_engine::CorruptionKind::CommittedMissing { committed: 19, found: 19 }),
+                "{e}"
+            );
+        }
+        Err(e) => panic!("expected corruption, got {e}"),
+        Ok(s) => panic!("cut a committed entry: log ends at {:?}", s.log_state().last_log_id),
+    }
+    assert_eq!(std::fs::read(&seg).unwrap(), b, "a refused open changes nothing");
+
+    // Committed only up to 17: entries 18 and 19 were maybe never acknowledged, a torn tail.
+    std::fs::write(&seg, &pristine).unwrap();
+    {
+        let mut s = open(dir.path(), small_config());
+        rt.block_on(s.save_committed(Some(log_id(1, 17)))).unwrap();
+    }
+    std::fs::write(&seg, &b).unwrap();
+    let s = open(dir.path(), small_config());
+    assert_eq!(s.log_state().last_log_id.map(|l| l.index), Some(18), "the torn tail is cut back");
+}
+
+/// A flipped bit in a used slot of a sealed index passed open's checks (slots still increasing,
+/// last record still proven), and the first read of that entry failed with a corruption error
+/// though the segment was intact: a damaged derived file stopped the node (found by
+/// `tests/bit_flips.rs`). The read now finds the record in the segment and repairs the slot.
+#[test]
+fn a_damaged_used_slot_of_a_sealed_index_is_repaired_at_read() {
+    let rt = rt();
+    let base = tempfile::tempdir().unwrap();
+    let src = base.path().join("src");
+    {
+        let mut s = open(&src, small_config());
+        rt.block_on(append_sync(&mut s, (0..300).map(test_entry).collect())).unwrap();
+    }
+    let idx = segments(&src)[0].with_extension("idx");
+    assert_eq!(std::fs::read(&idx).unwrap()[12], 1, "the first segment's index is sealed");
+    for bit in [0u8, 4] {
+        let dir = base.path().join(format!("bit-{bit}"));
+        std::fs::create_dir_all(dir.join("log")).unwrap();
+        for f in ["meta"].iter().map(std::path::PathBuf::from).chain(
+            std::fs::read_dir(src.join("log"))
+                .unwrap()
+                .map(|e| std::path::Path::new("log").join(e.unwrap().file_name())),
+        ) {
+            std::fs::copy(src.join(&f), dir.join(&f)).unwrap();
+        }
+        let p = dir.join("log").join(idx.file_name().unwrap());
+        let mut b = std::fs::read(&p).unwrap();
+        b[64 + 8 * 3] ^= 1 << bit; // slot of entry 3
+        std::fs::write(&p, &b).unwrap();
+        let s = open(&dir, small_config());
+        check_entries(&s, 0, 300);
+        check_entries(&s, 3, 4);
+    }
+}

@@ -489,10 +489,12 @@ async fn identity(
     if let Some(id) = stored {
         if id.name != cfg.name {
             return Err(StartError::Identity(format!(
-                "data dir {} belongs to member {:?} (id {:x}), not to --name {:?}",
+                "data dir {} belongs to member {:?} (id {:x}) by its identity file {}, not to --name {:?} (if \
+                 --name is right, that file was altered or damaged)",
                 cfg.data_dir.display(),
                 id.name,
                 id.member_id,
+                Identity::path(&cfg.data_dir).display(),
                 cfg.name
             )));
         }
@@ -501,11 +503,13 @@ async fn identity(
         // cluster (and cluster id) than the one this member was created in.
         if cfg.initial_cluster_given && cfg.initial_cluster_state == ClusterState::New && my_id != id.member_id {
             return Err(StartError::Identity(format!(
-                "data dir {} belongs to member {:x} of cluster {:x}, but --initial-cluster (token {:?}) describes \
-                 member {:x} of cluster {:x}",
+                "data dir {} belongs to member {:x} of cluster {:x} by its identity file {}, but --initial-cluster \
+                 (token {:?}) describes member {:x} of cluster {:x} (if the flags are right, that file was altered \
+                 or damaged)",
                 cfg.data_dir.display(),
                 id.member_id,
                 id.cluster_id,
+                Identity::path(&cfg.data_dir).display(),
                 token,
                 my_id,
                 flags_cluster
