@@ -486,6 +486,12 @@ fn damage_in_every_file_is_refused_or_never_served() {
                 "{case:?}: derived or unused data must not stop the member: {out:?}"
             );
         }
+        if name == "node" {
+            assert!(
+                matches!(out, Outcome::Refused(_)),
+                "{case:?}: a damaged identity file must be refused at start (its checksum line): {out:?}"
+            );
+        }
         if name.ends_with(".snap.zst") {
             assert!(
                 matches!(out, Outcome::Refused(_)),

@@ -56,6 +56,10 @@ pub fn cluster_id(member_ids: &[u64]) -> u64 {
     first_u64(&h.finalize())
 }
 
+/// The identity file's last line: this key, then the CRC-32C of every byte before the line
+/// (docs/format.md, "Node identity file").
+const CHECKSUM_KEY: &str = "checksum: ";
+
 /// The contents of `<data-dir>/node`: written once when the member first starts, checked at
 /// every later start (a data directory belongs to one member of one cluster).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,7 +118,23 @@ impl Identity {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(IdentityError::Io { op: "read", path, source }),
         };
-        serde_norway::from_str(&text).map(Some).map_err(|e| IdentityError::Malformed { path, reason: e.to_string() })
+        let malformed = |reason: String| IdentityError::Malformed { path: path.clone(), reason };
+        // The last line is `checksum: <crc32c of every byte before it, 8 hex digits>`.
+        let Some(content) = text.strip_suffix('\n') else {
+            return Err(malformed(format!("no line end at offset {}", text.len())));
+        };
+        let body_end = content.rfind('\n').map_or(0, |i| i + 1);
+        let (body, last) = content.split_at(body_end);
+        let Some(stored) = last.strip_prefix(CHECKSUM_KEY) else {
+            return Err(malformed(format!("no `{CHECKSUM_KEY}` line at offset {body_end}")));
+        };
+        let computed = crc32c::crc32c(body.as_bytes());
+        if u32::from_str_radix(stored, 16).ok() != Some(computed) || stored.len() != 8 {
+            return Err(malformed(format!(
+                "checksum mismatch: the line at offset {body_end} says {stored:?}, bytes 0..{body_end} give {computed:08x}"
+            )));
+        }
+        serde_norway::from_str(body).map(Some).map_err(|e| malformed(e.to_string()))
     }
 
     /// Write it durably (temporary file, fsync, rename, directory fsync).
@@ -122,7 +142,12 @@ impl Identity {
         use std::io::Write;
         let path = Identity::path(data_dir);
         let tmp = data_dir.join("node.tmp");
-        let text = serde_norway::to_string(self).expect("an identity always serializes");
+        let mut text = serde_norway::to_string(self).expect("an identity always serializes");
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        let crc = crc32c::crc32c(text.as_bytes());
+        text.push_str(&format!("{CHECKSUM_KEY}{crc:08x}\n"));
         fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> IdentityError + use<> {
             let path = path.to_path_buf();
             move |source| IdentityError::Io { op, path, source }
@@ -162,10 +187,28 @@ mod tests {
         assert_eq!(Identity::load(dir.path()).unwrap(), None);
         let id = Identity { name: "n1".into(), member_id: 7, cluster_id: 9, cluster_token: "t".into() };
         id.store(dir.path()).unwrap();
-        assert_eq!(Identity::load(dir.path()).unwrap(), Some(id));
+        assert_eq!(Identity::load(dir.path()).unwrap(), Some(id.clone()));
         std::fs::write(Identity::path(dir.path()), "name: [").unwrap();
         let e = Identity::load(dir.path()).unwrap_err().to_string();
         assert!(e.contains("node") && e.contains("damaged"), "{e}");
+        // Any changed byte is caught by the checksum, even one that leaves valid YAML.
+        id.store(dir.path()).unwrap();
+        let good = std::fs::read(Identity::path(dir.path())).unwrap();
+        assert!(String::from_utf8_lossy(&good).lines().last().unwrap().starts_with("checksum: "));
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 1;
+            std::fs::write(Identity::path(dir.path()), &bad).unwrap();
+            let e = Identity::load(dir.path()).expect_err("a flipped bit is refused");
+            assert!(e.to_string().contains("node"), "byte {i}: {e}");
+        }
+        std::fs::write(Identity::path(dir.path()), &good[..good.len() - 3]).unwrap();
+        let e = Identity::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("damaged") && e.contains("offset"), "{e}");
+        std::fs::write(Identity::path(dir.path()), "name: n1\nmember_id: 7\ncluster_id: 9\ncluster_token: t\n")
+            .unwrap();
+        let e = Identity::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("no `checksum: ` line"), "{e}");
     }
 
     #[test]
